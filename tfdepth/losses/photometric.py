@@ -1,0 +1,234 @@
+"""Photometric reprojection losses of Monodepth2 (Godard et al., ICCV 2019; spec monodepth_seg.md A.6).
+
+All functions take channels-last float tensors and return per-pixel maps; reduction over pixels and batch is the
+caller's (DESIGN.md: losses are pure, weights are applied in one place in the trainer).
+
+* ``ssim_dissimilarity``: the 3x3-window SSIM of Monodepth2 (not ``tf.image.ssim``, which uses an 11x11 Gaussian
+  window and returns one value per image; stack_notes.md "SSIM").
+* ``photometric_error``: pe(a, b) = alpha * mean_c (1 - SSIM) / 2 + (1 - alpha) * mean_c |a - b|, alpha = 0.85
+  (paper eq. 1; the SSIM term is already halved, as in the official code).
+* ``min_reprojection``: per-pixel minimum over sources (paper eq. 4) with identity auto-masking (paper sec. 3.3,
+  eq. 5) and the official code's ``avg_reprojection`` / ``disable_automasking`` ablations.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["ssim_dissimilarity", "photometric_error", "min_reprojection"]
+
+# SSIM stabilisers for images in [0, 1]: C1 = (0.01 L)^2, C2 = (0.03 L)^2 with dynamic range L = 1 (A.6).
+_C1 = 0.01**2
+_C2 = 0.03**2
+
+
+def _as_image(x, name, rank=4):
+    """Converts ``x`` to a float tensor of the given static rank or raises a ValueError/TypeError naming it."""
+    try:
+        x = tf.convert_to_tensor(x)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a tensor or array, got {type(x).__name__}: {err}") from None
+    if not x.dtype.is_floating:
+        raise TypeError(
+            f"`{name}` must be a floating-point tensor (images in [0, 1]), got dtype {x.dtype.name}; "
+            f"cast it first, e.g. tf.cast({name}, tf.float32) / 255."
+        )
+    if x.shape.rank is not None and x.shape.rank != rank:
+        raise ValueError(f"`{name}` must have rank {rank} (channels-last [B, H, W, C]), got shape {x.shape}.")
+    return x
+
+
+def _check_same_shape(x, y, x_name, y_name):
+    if not x.shape.is_compatible_with(y.shape):
+        raise ValueError(f"`{x_name}` and `{y_name}` must have the same shape, got {x.shape} and {y.shape}.")
+    if x.dtype != y.dtype:
+        raise TypeError(f"`{x_name}` and `{y_name}` must have the same dtype, got {x.dtype.name} and {y.dtype.name}.")
+
+
+def _box3(x):
+    """3x3 mean, stride 1, VALID: the ``AvgPool2d(3, 1)`` of the official SSIM."""
+    return tf.nn.avg_pool2d(x, ksize=3, strides=1, padding="VALID")
+
+
+def ssim_dissimilarity(x, y):
+    """Per-pixel, per-channel SSIM dissimilarity clip((1 - SSIM(x, y)) / 2, 0, 1) (A.6).
+
+    Means, variances and the covariance come from 3x3 box filters over 1-pixel reflection-padded inputs, so the
+    output has the input's size. SSIM = ((2 mu_x mu_y + C1)(2 sigma_xy + C2)) /
+    ((mu_x^2 + mu_y^2 + C1)(sigma_x^2 + sigma_y^2 + C2)), C1 = 0.01^2, C2 = 0.03^2.
+
+    Args:
+      x, y: float tensors ``[B, H, W, C]`` of the same shape, H and W >= 2 (reflection padding needs 2 pixels).
+
+    Returns:
+      ``[B, H, W, C]`` in [0, 1]; 0 where the images agree.
+    """
+    x = _as_image(x, "x")
+    y = _as_image(y, "y")
+    _check_same_shape(x, y, "x", "y")
+    for axis, label in ((1, "height"), (2, "width")):
+        size = x.shape[axis]
+        if size is not None and size < 2:
+            raise ValueError(f"`x` and `y` need {label} >= 2 for 1-pixel reflection padding, got shape {x.shape}.")
+
+    # Reflection (not zero) padding keeps border statistics from being dragged towards 0 (A.10).
+    pad = [[0, 0], [1, 1], [1, 1], [0, 0]]
+    x = tf.pad(x, pad, mode="REFLECT")
+    y = tf.pad(y, pad, mode="REFLECT")
+
+    mu_x = _box3(x)
+    mu_y = _box3(y)
+    # Biased (1/9) moments, as the official code: E[x^2] - E[x]^2.
+    sigma_x = _box3(x * x) - mu_x * mu_x
+    sigma_y = _box3(y * y) - mu_y * mu_y
+    sigma_xy = _box3(x * y) - mu_x * mu_y
+
+    numerator = (2.0 * mu_x * mu_y + _C1) * (2.0 * sigma_xy + _C2)
+    denominator = (mu_x * mu_x + mu_y * mu_y + _C1) * (sigma_x + sigma_y + _C2)
+    # The clip guards against float round-off pushing SSIM slightly outside [-1, 1].
+    return tf.clip_by_value((1.0 - numerator / denominator) / 2.0, 0.0, 1.0)
+
+
+def photometric_error(pred, target, ssim_weight=0.85):
+    """Photometric error pe(pred, target) of Monodepth2 (paper eq. 1, A.6).
+
+    pe = ssim_weight * mean_c ssim_dissimilarity + (1 - ssim_weight) * mean_c |pred - target|.
+    ``ssim_weight=0`` is the pure-L1 ``--no_ssim`` ablation (the SSIM term is then not computed at all).
+
+    Args:
+      pred: warped (or unwarped, for auto-masking) source image ``[B, H, W, C]``, float.
+      target: target image ``[B, H, W, C]``, same shape.
+      ssim_weight: alpha in [0, 1]; 0.85 in the paper.
+
+    Returns:
+      ``[B, H, W, 1]`` per-pixel error.
+    """
+    pred = _as_image(pred, "pred")
+    target = _as_image(target, "target")
+    _check_same_shape(pred, target, "pred", "target")
+    if isinstance(ssim_weight, (int, float, np.floating, np.integer)) and not 0.0 <= float(ssim_weight) <= 1.0:
+        raise ValueError(f"`ssim_weight` must lie in [0, 1] (0.85 in Monodepth2), got {ssim_weight}.")
+
+    l1 = tf.reduce_mean(tf.abs(target - pred), axis=-1, keepdims=True)
+    if isinstance(ssim_weight, (int, float, np.floating, np.integer)) and float(ssim_weight) == 0.0:
+        return l1
+    ssim = tf.reduce_mean(ssim_dissimilarity(pred, target), axis=-1, keepdims=True)
+    alpha = tf.cast(ssim_weight, l1.dtype)
+    return alpha * ssim + (1.0 - alpha) * l1
+
+
+def _stack_errors(errors, name):
+    """A sequence of ``[B, H, W, 1]`` maps (or one ``[B, H, W, N]`` tensor) -> ``[B, H, W, N]``."""
+    if isinstance(errors, (list, tuple)):
+        if not errors:
+            raise ValueError(f"`{name}` must hold at least one [B, H, W, 1] error map, got an empty sequence.")
+        maps = [_as_image(e, f"{name}[{i}]") for i, e in enumerate(errors)]
+        for i, m in enumerate(maps):
+            if m.shape[-1] is not None and m.shape[-1] != 1:
+                raise ValueError(f"`{name}[{i}]` must be a [B, H, W, 1] error map, got shape {m.shape}.")
+            _check_same_shape(maps[0], m, f"{name}[0]", f"{name}[{i}]")
+        return tf.concat(maps, axis=-1)
+    stacked = _as_image(errors, name)
+    if stacked.shape[-1] == 0:
+        raise ValueError(f"`{name}` must hold at least one error map along its last axis, got shape {stacked.shape}.")
+    return stacked
+
+
+def _noise_seed(seed):
+    if seed is None:
+        # A fixed default keeps the op stateless and deterministic (works under tf.function and MirroredStrategy);
+        # the trainer should pass a fresh per-step seed (e.g. keras.random.SeedGenerator.next()).
+        seed = (0, 0)
+    seed = tf.convert_to_tensor(seed)
+    if not seed.dtype.is_integer:
+        raise TypeError(f"`seed` must be an integer tensor of shape [2], got dtype {seed.dtype.name}.")
+    if seed.shape.rank is not None and seed.shape.as_list() != [2]:
+        raise ValueError(
+            f"`seed` must have shape [2] (a stateless-random seed, e.g. keras.random.SeedGenerator(s).next()), "
+            f"got shape {seed.shape}."
+        )
+    return tf.cast(seed, tf.int64)
+
+
+def min_reprojection(
+    reprojection_errors,
+    identity_errors=None,
+    *,
+    seed=None,
+    automask=True,
+    average_reprojection=False,
+    noise_std=1e-5,
+):
+    """Per-pixel minimum reprojection with identity auto-masking (paper eqs. 4-5; A.6 steps 1-5).
+
+    The errors of the N warped sources, pe(I_{f->0}, I_0), are stacked; with ``automask`` the errors of the M
+    *unwarped* sources, pe(I_f, I_0), plus N(0, 1) * ``noise_std`` tie-breaking noise are stacked in front of them,
+    and the loss map is the per-pixel minimum over all channels. A pixel where an identity error wins is one whose
+    appearance does not change more under the predicted motion than under no motion at all (static camera, object
+    moving with the camera, textureless region): its loss is the identity error, which carries no gradient to
+    depth or pose, so it is effectively masked out.
+
+    The noise (A.6 step 2) only matters on exact ties, e.g. a static scene where the warp reproduces the source
+    exactly; it is drawn with ``tf.random.stateless_normal`` from ``seed``, so it is deterministic and usable inside
+    ``tf.function`` and ``MirroredStrategy``. ``seed=None`` uses the fixed seed (0, 0); a trainer should pass a
+    fresh per-step seed, e.g. ``keras.random.SeedGenerator(s).next()``.
+
+    ``average_reprojection=True`` (the official ``--avg_reprojection`` ablation) averages the reprojection errors
+    over sources, and the identity errors over sources, before the minimum. With per-pixel minimum reprojection
+    switched off in a config, the caller passes ``average_reprojection=True``; with ``automask=False`` as well,
+    this reduces to the plain average over sources (the Monodepth2 "baseline" row of the ablations).
+
+    Args:
+      reprojection_errors: sequence of N ``[B, H, W, 1]`` maps (or one ``[B, H, W, N]`` tensor).
+      identity_errors: sequence of M ``[B, H, W, 1]`` maps (or ``[B, H, W, M]``) of the unwarped sources; required
+        when ``automask`` is true, ignored otherwise. M is normally N.
+      seed: integer ``[2]`` stateless-random seed for the tie-breaking noise.
+      automask: include the identity errors (positive form of ``--disable_automasking``).
+      average_reprojection: average over sources instead of the per-pixel minimum over sources.
+      noise_std: standard deviation of the tie-breaking noise (1e-5 in the official code); 0 disables it.
+
+    Returns:
+      ``(loss_map, identity_selected)``, both ``[B, H, W, 1]``: the per-pixel minimum, and 1.0 where an identity
+      error was the minimum (pixel auto-masked), else 0.0; all zeros when ``automask`` is false. Note that the
+      official code logs the complement under the name ``identity_selection`` (argmin >= M: a reprojection won).
+    """
+    reprojection = _stack_errors(reprojection_errors, "reprojection_errors")
+    if noise_std < 0:
+        raise ValueError(f"`noise_std` must be >= 0 (1e-5 in Monodepth2), got {noise_std}.")
+    if average_reprojection:
+        reprojection = tf.reduce_mean(reprojection, axis=-1, keepdims=True)
+
+    if not automask:
+        loss_map = tf.reduce_min(reprojection, axis=-1, keepdims=True)
+        return loss_map, tf.zeros_like(loss_map)
+
+    if identity_errors is None:
+        raise ValueError(
+            "`identity_errors` is required when automask=True: pass pe(source, target) of each unwarped source, "
+            "or set automask=False."
+        )
+    identity = _stack_errors(identity_errors, "identity_errors")
+    if identity.dtype != reprojection.dtype:
+        raise TypeError(
+            f"`identity_errors` and `reprojection_errors` must share a dtype, got {identity.dtype.name} and "
+            f"{reprojection.dtype.name}."
+        )
+    if not identity.shape[:-1].is_compatible_with(reprojection.shape[:-1]):
+        raise ValueError(
+            f"`identity_errors` and `reprojection_errors` must have the same [B, H, W], got {identity.shape} "
+            f"and {reprojection.shape}."
+        )
+    if average_reprojection:
+        identity = tf.reduce_mean(identity, axis=-1, keepdims=True)
+    if noise_std > 0:
+        noise = tf.random.stateless_normal(tf.shape(identity), seed=_noise_seed(seed), dtype=identity.dtype)
+        # Tie-breaking only (A.6 step 2): far below any real photometric difference, so it never flips a
+        # non-tied comparison in practice; no gradient flows into it.
+        identity = identity + noise * tf.cast(noise_std, identity.dtype)
+
+    # Identity channels first, as in the official code, so argmin < M means "identity selected".
+    combined = tf.concat([identity, reprojection], axis=-1)
+    loss_map = tf.reduce_min(combined, axis=-1, keepdims=True)
+    num_identity = tf.shape(identity)[-1]
+    selected = tf.argmin(combined, axis=-1, output_type=tf.int32) < num_identity
+    identity_selected = tf.cast(selected, loss_map.dtype)[..., tf.newaxis]
+    return loss_map, identity_selected
