@@ -1,0 +1,152 @@
+"""tfdepth.layers: reflection padding, 3x3 convs, conv block and nearest upsampling against independent references."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfdepth.layers import (
+    Conv3x3,
+    ConvBlock,
+    ReflectionPad2D,
+    UpsampleNearest2x,
+    check_hw,
+    check_multiple_on_call,
+)
+
+
+@pytest.mark.parametrize("pad", [1, 2, 3])
+def test_reflection_pad_bit_identical_to_tf_pad_and_numpy(rng, pad):
+    x = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)
+    got = ReflectionPad2D(pad)(x).numpy()
+    paddings = [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+    np.testing.assert_array_equal(got, tf.pad(x, paddings, mode="REFLECT").numpy())
+    np.testing.assert_array_equal(got, np.pad(x, paddings, mode="reflect"))
+
+
+def test_reflection_pad_known_values():
+    # Row [1, 2, 3] reflect-padded by 1 is [2, 1, 2, 3, 2] (edge not repeated, unlike 'symmetric').
+    x = np.array([1.0, 2.0, 3.0], np.float32).reshape(1, 1, 3, 1)
+    x = np.concatenate([x, 10 * x], axis=1)  # 2 rows so H > pad
+    got = ReflectionPad2D(1)(x).numpy()[0, :, :, 0]
+    np.testing.assert_array_equal(got[1], [2, 1, 2, 3, 2])
+    np.testing.assert_array_equal(got[0], [20, 10, 20, 30, 20])  # row reflection: row 1 mirrored above row 0
+
+
+def test_reflection_pad_dynamic_shapes_in_tf_function(rng):
+    layer = ReflectionPad2D(2)
+    fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 2], tf.float32)])
+    for shape in [(1, 4, 9, 2), (3, 6, 3, 2)]:
+        x = rng.normal(size=shape).astype(np.float32)
+        np.testing.assert_array_equal(fn(x).numpy(), tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], "REFLECT").numpy())
+
+
+def test_reflection_pad_rejects_too_small_input_and_bad_pad():
+    with pytest.raises(ValueError, match="needs H and W > 1"):
+        ReflectionPad2D(1)(np.zeros((1, 1, 4, 1), np.float32))
+    with pytest.raises(ValueError, match="pad"):
+        ReflectionPad2D(-1)
+    with pytest.raises(TypeError, match="pad"):
+        ReflectionPad2D(1.5)
+    assert ReflectionPad2D(0)(np.ones((1, 2, 2, 1), np.float32)).shape == (1, 2, 2, 1)
+
+
+def test_upsample_nearest_identical_to_upsampling2d_and_numpy(rng):
+    x = rng.normal(size=(2, 3, 5, 4)).astype(np.float32)
+    got = UpsampleNearest2x()(x).numpy()
+    np.testing.assert_array_equal(got, keras.layers.UpSampling2D(2, interpolation="nearest")(x).numpy())
+    np.testing.assert_array_equal(got, np.repeat(np.repeat(x, 2, axis=1), 2, axis=2))
+
+
+def test_upsample_nearest_dynamic_shapes_and_dtype(rng):
+    # Under a mixed-precision policy the layer must stay in float16 (tf.image.resize would cast bilinear to float32).
+    layer = UpsampleNearest2x(dtype="mixed_float16")
+    fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 1], tf.float16)])
+    x = rng.normal(size=(1, 3, 4, 1)).astype(np.float16)
+    y = fn(x)
+    assert y.dtype == tf.float16
+    np.testing.assert_array_equal(y.numpy(), np.repeat(np.repeat(x, 2, axis=1), 2, axis=2))
+    assert UpsampleNearest2x().compute_output_shape((None, 6, None, 3)) == (None, 12, None, 3)
+
+
+def _np_conv3x3_valid(xp, kernel, bias):
+    """Cross-correlation of already padded ``xp`` [B, H+2, W+2, C] with ``kernel`` [3, 3, C, O] (numpy)."""
+    b, hp, wp, _ = xp.shape
+    out = np.zeros((b, hp - 2, wp - 2, kernel.shape[-1]), np.float64)
+    for i in range(3):
+        for j in range(3):
+            out += np.einsum("bhwc,co->bhwo", xp[:, i:i + hp - 2, j:j + wp - 2], kernel[i, j])
+    return out + bias
+
+
+@pytest.mark.parametrize("use_reflection, mode", [(True, "reflect"), (False, "constant")])
+def test_conv3x3_matches_numpy_padded_convolution(rng, use_reflection, mode):
+    layer = Conv3x3(4, use_reflection=use_reflection)
+    x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+    layer.build(x.shape)
+    kernel_var, bias_var = layer.weights
+    assert tuple(kernel_var.shape) == (3, 3, 3, 4) and tuple(bias_var.shape) == (4,)
+    bias_var.assign(rng.normal(size=4).astype(np.float32))  # non-zero bias so it is exercised
+    y = layer(x).numpy()
+    xp = np.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode=mode)
+    ref = _np_conv3x3_valid(xp, kernel_var.numpy(), bias_var.numpy())
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_conv3x3_kernel_init_follows_pytorch_default():
+    # PyTorch Conv2d default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); fan_in = 3 * 3 * 64.
+    layer = Conv3x3(128)
+    layer.build((None, None, None, 64))
+    k = layer.weights[0].numpy()
+    bound = 1.0 / np.sqrt(9 * 64)
+    assert np.abs(k).max() <= bound
+    assert np.abs(k).max() > 0.95 * bound  # fills the interval: 73k draws
+    np.testing.assert_allclose(k.std(), bound / np.sqrt(3), rtol=0.02)
+
+
+def test_conv_block_is_elu_of_reflection_conv(rng):
+    block = ConvBlock(3)
+    x = rng.normal(size=(1, 4, 4, 2)).astype(np.float32)
+    y = block(x).numpy()
+    pre = block.conv(x).numpy()
+    np.testing.assert_allclose(y, np.where(pre > 0, pre, np.expm1(pre)), rtol=1e-6, atol=1e-6)
+    assert block.compute_output_shape((None, 8, None, 2)) == (None, 8, None, 3)
+
+
+@pytest.mark.parametrize(
+    "layer", [ReflectionPad2D(2), Conv3x3(5, use_reflection=False), ConvBlock(7), UpsampleNearest2x()],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_layer_config_round_trip(layer):
+    config = keras.saving.serialize_keras_object(layer)
+    assert config["registered_name"].startswith("tfdepth>")
+    clone = keras.saving.deserialize_keras_object(config)
+    assert type(clone) is type(layer)
+    assert clone.get_config() == layer.get_config()
+
+
+def test_layers_in_model_save_load(tmp_path, rng):
+    inp = keras.Input((None, None, 2))
+    out = Conv3x3(2)(UpsampleNearest2x()(ConvBlock(3)(ReflectionPad2D(1)(inp))))
+    model = keras.Model(inp, out)
+    x = rng.normal(size=(1, 4, 6, 2)).astype(np.float32)
+    path = tmp_path / "layers.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    assert loaded(x).shape == (1, 12, 16, 2)
+
+
+def test_argument_checks_name_the_argument():
+    with pytest.raises(TypeError, match="filters"):
+        Conv3x3("8")
+    with pytest.raises(ValueError, match="filters"):
+        ConvBlock(0)
+    with pytest.raises(TypeError, match="use_reflection"):
+        Conv3x3(8, use_reflection="yes")
+    with pytest.raises(ValueError, match="height=40 is not a multiple of 32"):
+        check_hw(40, "height", 32, "Net")
+    assert check_hw(None, "height", 32, "Net") is None
+    with pytest.raises(ValueError, match="width 20 is not a multiple of 8"):
+        check_multiple_on_call(np.zeros((1, 16, 20, 1)), 8, "Net")
+    check_multiple_on_call(keras.Input((None, None, 1)), 8, "Net")  # unknown sizes cannot be checked: no error

@@ -1,0 +1,200 @@
+"""Small reusable Keras layers of the Monodepth2-style decoders (spec monodepth_seg.md §A.3, §A.10).
+
+Every layer here is registered serializable (package ``tfdepth``) and has ``get_config``, so models built from them
+save to and reload from ``.keras`` files. The layers are written for dynamic spatial sizes (``None`` height/width).
+
+Two export-driven choices (stack_notes.md, "Export"): XNNPACK runs neither TFLite's ``MIRROR_PAD`` nor what
+``UpSampling2D`` lowers to (SHAPE/TILE/RESHAPE), which splits a decoder into many delegate partitions. So
+:class:`ReflectionPad2D` builds the reflection from slices + concat, and :class:`UpsampleNearest2x` uses
+``resize(..., "nearest")``. Both are bit-identical to ``tf.pad(mode="REFLECT")`` and ``UpSampling2D`` respectively
+(tested in ``tests/test_layers.py``).
+"""
+
+import keras
+import tensorflow as tf
+
+__all__ = ["ReflectionPad2D", "Conv3x3", "ConvBlock", "UpsampleNearest2x", "torch_default_kernel_initializer"]
+
+
+def torch_default_kernel_initializer():
+    """PyTorch's default ``nn.Conv2d`` weight init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    Monodepth2's decoders keep PyTorch's default initialisation; VarianceScaling(1/3, fan_in, uniform) has limit
+    sqrt(3 * (1/3) / fan_in) = 1/sqrt(fan_in), i.e. the same distribution. (Biases start at zero, Keras' default.)
+    """
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
+
+
+# --- argument checks shared by tfdepth.models (clear errors instead of deep TF stack traces) ---------------------
+
+
+def check_int(value, name, minimum):
+    """Return ``value`` if it is an int >= ``minimum``; else raise a TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return value
+
+
+def check_bool(value, name):
+    """Return ``value`` if it is a bool; else raise a TypeError naming ``name``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return value
+
+
+def check_hw(value, name, multiple, owner, minimum=None):
+    """Validate an optional static height/width: ``None`` or an int multiple of ``multiple`` (>= ``minimum``)."""
+    if value is None:
+        return None
+    minimum = multiple if minimum is None else minimum
+    check_int(value, name, 1)
+    if value % multiple:
+        raise ValueError(
+            f"{owner}: {name}={value} is not a multiple of {multiple}; resize the input to a multiple of "
+            f"{multiple} (e.g. {max(minimum, round(value / multiple) * multiple)}) or pass {name}=None."
+        )
+    if value < minimum:
+        raise ValueError(f"{owner}: {name}={value} is too small; it must be at least {minimum}.")
+    return value
+
+
+def check_multiple_on_call(inputs, multiple, owner, minimum=None):
+    """Raise a ValueError when a statically known H or W of ``inputs`` [B, H, W, C] is not a multiple of
+    ``multiple`` or is below ``minimum`` (default ``multiple``).
+
+    Run at call time so a wrong-sized image fails with a readable message, not a concat shape error deep in a
+    decoder. Unknown (traced, dynamic) sizes cannot be checked here and pass.
+    """
+    minimum = multiple if minimum is None else minimum
+    shape = getattr(inputs, "shape", None)
+    if shape is None or len(shape) != 4:
+        raise ValueError(f"{owner} expects a 4-D [B, H, W, C] tensor, got shape {shape}.")
+    for axis_name, size in (("height", shape[1]), ("width", shape[2])):
+        if size is None:
+            continue
+        if int(size) % multiple or int(size) < minimum:
+            raise ValueError(
+                f"{owner}: input {axis_name} {int(size)} is not a multiple of {multiple} that is >= {minimum}; "
+                f"resize or crop the image so H and W are multiples of {multiple} (at least {minimum})."
+            )
+
+
+@keras.saving.register_keras_serializable(package="tfdepth")
+class ReflectionPad2D(keras.layers.Layer):
+    """Reflection padding of ``pad`` pixels on each side of H and W (PyTorch ``nn.ReflectionPad2d``).
+
+    Input ``[B, H, W, C]`` -> ``[B, H + 2*pad, W + 2*pad, C]``; equal to ``tf.pad(x, ..., mode="REFLECT")`` (edge
+    pixel not repeated), which needs ``H, W > pad``. Built from single-row/column slices and one concat per axis
+    because XNNPACK cannot run TFLite's MIRROR_PAD (stack_notes.md).
+    """
+
+    def __init__(self, pad=1, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = check_int(pad, "pad", 0)
+
+    def _reflect(self, x, axis):
+        p = self.pad
+        # Row/column i (1..p) from the border, mirrored outside: [p, ..., 1] + x + [-2, ..., -(p+1)].
+        def take(start, stop):
+            idx = [slice(None)] * 4
+            idx[axis] = slice(start, stop)
+            return x[tuple(idx)]
+
+        before = [take(i, i + 1) for i in range(p, 0, -1)]
+        after = [take(-1 - i, -i) for i in range(1, p + 1)]
+        return tf.concat(before + [x] + after, axis=axis)
+
+    def call(self, inputs):
+        if self.pad == 0:
+            return inputs
+        for size in inputs.shape[1:3]:
+            # A reflection needs pad < size; slices would silently give a wrong size instead (tf.pad raises).
+            if size is not None and size <= self.pad:
+                raise ValueError(
+                    f"ReflectionPad2D(pad={self.pad}) needs H and W > {self.pad}, "
+                    f"got input shape {tuple(inputs.shape)}."
+                )
+        return self._reflect(self._reflect(inputs, 1), 2)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        grow = lambda n: None if n is None else n + 2 * self.pad  # noqa: E731
+        return (b, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+@keras.saving.register_keras_serializable(package="tfdepth")
+class Conv3x3(keras.layers.Layer):
+    """Monodepth2's ``Conv3x3``: pad 1 (reflection, or zeros) then a valid 3x3 convolution with bias (§A.3).
+
+    ``use_reflection=False`` pads with zeros (equivalent to a stride-1 'same' conv).
+    """
+
+    def __init__(self, filters, use_reflection=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = check_int(filters, "filters", 1)
+        if not isinstance(use_reflection, bool):
+            raise TypeError(f"use_reflection must be a bool, got {use_reflection!r}.")
+        self.use_reflection = use_reflection
+        self.padding = ReflectionPad2D(1, name="pad") if use_reflection else keras.layers.ZeroPadding2D(1, name="pad")
+        self.conv = keras.layers.Conv2D(
+            self.filters, 3, padding="valid", use_bias=True,
+            kernel_initializer=torch_default_kernel_initializer(), name="conv",
+        )
+
+    def build(self, input_shape):
+        self.padding.build(input_shape)
+        self.conv.build(self.padding.compute_output_shape(input_shape))
+
+    def call(self, inputs):
+        return self.conv(self.padding(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:3], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "use_reflection": self.use_reflection}
+
+
+@keras.saving.register_keras_serializable(package="tfdepth")
+class ConvBlock(keras.layers.Layer):
+    """Monodepth2's ``ConvBlock``: :class:`Conv3x3` (reflection pad) followed by ELU (§A.3)."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = check_int(filters, "filters", 1)
+        self.conv = Conv3x3(self.filters, use_reflection=True, name="conv3x3")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+
+    def call(self, inputs):
+        return tf.nn.elu(self.conv(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+@keras.saving.register_keras_serializable(package="tfdepth")
+class UpsampleNearest2x(keras.layers.Layer):
+    """Nearest-neighbour x2 upsampling for dynamic spatial sizes (Monodepth2's ``upsample``, §A.3).
+
+    Uses ``tf.image.resize(..., "nearest")`` with half-pixel centres: output pixel ``o`` reads input
+    ``floor((o + 0.5) / 2) = o // 2``, exactly ``UpSampling2D(interpolation="nearest")``, but lowered to TFLite's
+    RESIZE_NEAREST_NEIGHBOR, which XNNPACK runs (stack_notes.md). Keeps the input dtype.
+    """
+
+    def call(self, inputs):
+        size = tf.shape(inputs)[1:3] * 2
+        return tf.image.resize(inputs, size, method="nearest")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
