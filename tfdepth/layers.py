@@ -183,6 +183,23 @@ class ConvBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")
+@tf.custom_gradient
+def _upsample_nearest_2x(x):
+    """Forward: resize "nearest" (TFLite RESIZE_NEAREST_NEIGHBOR). Backward: the sum over each 2x2 output block.
+
+    The gradient is written by hand because TensorFlow's ResizeNearestNeighborGrad has no XLA CPU kernel; the sum of
+    the four copies is its exact value (each input pixel is copied to one 2x2 block), and it compiles under XLA.
+    """
+    y = tf.image.resize(x, tf.shape(x)[1:3] * 2, method="nearest")
+
+    def grad(dy):
+        shape = tf.shape(dy)
+        blocks = tf.reshape(dy, [shape[0], shape[1] // 2, 2, shape[2] // 2, 2, shape[3]])
+        return tf.reduce_sum(blocks, axis=[2, 4])
+
+    return y, grad
+
+
 class UpsampleNearest2x(keras.layers.Layer):
     """Nearest-neighbour x2 upsampling for dynamic spatial sizes (Monodepth2's ``upsample``, §A.3).
 
@@ -192,8 +209,7 @@ class UpsampleNearest2x(keras.layers.Layer):
     """
 
     def call(self, inputs):
-        size = tf.shape(inputs)[1:3] * 2
-        return tf.image.resize(inputs, size, method="nearest")
+        return _upsample_nearest_2x(inputs)
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
