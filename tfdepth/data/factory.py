@@ -1,0 +1,98 @@
+"""Datasets from a ``DataConfig``: the one place where config values become tf.data pipelines.
+
+``dataset: synthetic`` builds the embedded procedural scenes once into a TFDS dataset under ``data_dir`` (the TFDS
+default, ``~/tensorflow_datasets``, when unset) at ``render_height x render_width`` and reuses it; the pipelines
+resize to the network size ``height x width`` and scale the intrinsics accordingly.
+"""
+
+from __future__ import annotations
+
+
+import tensorflow_datasets as tfds
+
+from tfdepth.data.pipeline import make_video_dataset, sequences_from_tfds
+from tfdepth.data.synthetic import FOREGROUND_CLASS_IDS
+from tfdepth.data.synthetic_scenes import build_synthetic, make_config
+
+__all__ = ["DATASETS", "synthetic_builder", "video_dataset", "num_video_samples", "eval_sequences",
+           "foreground_class_ids", "steps_per_epoch"]
+
+DATASETS = ("synthetic",)
+SPLITS = ("train", "validation", "test")
+
+
+def _check(data_config, split=None):
+    if data_config.dataset not in DATASETS:
+        raise ValueError(
+            f"data.dataset {data_config.dataset!r} is not available; known: {', '.join(DATASETS)} "
+            "(KITTI and folder datasets come with their own issues)"
+        )
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def synthetic_builder(data_config):
+    """Prepare (once) and return the TFDS builder of the configured synthetic scenes."""
+    _check(data_config)
+    tfds_config = make_config(
+        data_config.preset,
+        data_config.render_height,
+        data_config.render_width,
+        frames_per_scene=data_config.frames_per_scene,
+        num_scenes={
+            "train": data_config.train_scenes,
+            "validation": data_config.validation_scenes,
+            "test": data_config.test_scenes,
+        },
+    )
+    return build_synthetic(tfds_config, data_dir=data_config.data_dir)
+
+
+def _num_scenes(data_config, split):
+    return {"train": data_config.train_scenes, "validation": data_config.validation_scenes,
+            "test": data_config.test_scenes}[split]
+
+
+def num_video_samples(data_config, split) -> int:
+    """Triplets (t-1, t, t+1) in a split: F - 2 per scene."""
+    _check(data_config, split)
+    return _num_scenes(data_config, split) * max(0, data_config.frames_per_scene - 2)
+
+
+def steps_per_epoch(data_config, split="train") -> int:
+    return max(1, num_video_samples(data_config, split) // data_config.batch_size)
+
+
+def video_dataset(data_config, split, *, training: bool, map_fn=None, repeat: bool = False):
+    """Batched dict dataset of video triplets (augmented and shuffled when ``training``)."""
+    _check(data_config, split)
+    builder = synthetic_builder(data_config)
+    sequences = sequences_from_tfds(builder, split)
+    return make_video_dataset(
+        sequences,
+        batch_size=data_config.batch_size,
+        height=data_config.height,
+        width=data_config.width,
+        shuffle=training,
+        flip=training and data_config.flip,
+        color_jitter=training and data_config.color_jitter,
+        seed=data_config.seed,
+        map_fn=map_fn,
+        drop_remainder=training,
+        repeat=repeat,
+    )
+
+
+def eval_sequences(data_config, split="test"):
+    """Numpy per-scene dicts (image uint8 [F,H,W,3], depth [F,H,W], poses [F,4,4], ...) at the stored size."""
+    _check(data_config, split)
+    builder = synthetic_builder(data_config)
+    return tfds.as_numpy(sequences_from_tfds(builder, split))
+
+
+def foreground_class_ids(data_config):
+    """Class ids that make the 2-class segmentation target (SegDepth B.2) for this dataset."""
+    _check(data_config)
+    return tuple(FOREGROUND_CLASS_IDS)
+
+

@@ -1,0 +1,322 @@
+"""Self-supervised depth + pose training (Monodepth2), optionally with SegDepth's segmentation guidance.
+
+Loss (specs/monodepth_seg.md A.6 and B.4), with every weight applied here and nowhere else::
+
+    L = (1/|S|) * sum_s [ mu * Lp_s + lambda * Ls_s / 2^s ]  +  alpha * Lb
+
+* ``Lp_s``: per-pixel minimum over source frames of the photometric error (0.85 SSIM + 0.15 L1) between the
+  target and each source warped with ``disp_s`` (bilinearly upsampled to full resolution: "full-res multi-scale")
+  and the predicted pose, with identity-reprojection auto-masking (+1e-5 tie-breaking noise), mean over pixels.
+* ``Ls_s``: edge-aware smoothness of the mean-normalised ``disp_s`` at its native scale with the target image at
+  that scale.
+* ``Lb``: U-Net boundary-weighted cross-entropy of the segmentation U-Net fed with the full-resolution disparity
+  (B.1, B.3); computed once per step (B.5 item 7), trained jointly with its own Adam (B.4 interpretation: both
+  optimisers step on the gradients of the same total loss; B.5 item 1 is not replicated).
+
+Networks see the colour-jittered images (``*_aug`` keys, A.1); the losses use the un-augmented ones.
+
+Distribution: the per-replica mean loss is divided by ``num_replicas_in_sync`` before the gradient, because the
+Keras 3 TF optimizer sums gradients across replicas (DESIGN.md, stack_notes.md).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfdepth.geometry import inverse_warp, pose_vec_to_matrix, scale_intrinsics
+from tfdepth.losses.photometric import min_reprojection, photometric_error
+from tfdepth.losses.segmentation import weighted_cross_entropy
+from tfdepth.losses.smoothness import edge_aware_smoothness
+from tfdepth.metrics import depth_errors_tf, median_scale_tf
+from tfdepth.models.depth_decoder import disp_to_depth
+
+__all__ = ["SelfSupervisedDepthModel", "validate_video_batch_spec", "REQUIRED_KEYS"]
+
+REQUIRED_KEYS = ("image", "image_prev", "image_next", "intrinsics")
+SOURCE_FRAMES = (-1, 1)  # Monodepth2 frame_ids [0, -1, 1]
+_SOURCE_KEYS = {-1: "image_prev", 1: "image_next"}
+
+
+def validate_video_batch_spec(element_spec: dict, multiple: int = 32, segmentation: bool = False) -> None:
+    """Check a batched video dataset's ``element_spec`` before training; raise ValueError naming what is wrong.
+
+    Needs ``image``, ``image_prev``, ``image_next`` ([B,H,W,3]) and ``intrinsics`` ([B,3,3] or [B,4,4]); H and W
+    multiples of ``multiple`` (the ResNet encoder's output stride, A.2); with ``segmentation`` also ``seg_mask``.
+    """
+    if not isinstance(element_spec, dict):
+        raise ValueError(f"training batches must be dicts with keys {REQUIRED_KEYS}; got {element_spec!r}")
+    required = REQUIRED_KEYS + (("seg_mask",) if segmentation else ())
+    missing = [k for k in required if k not in element_spec]
+    if missing:
+        raise ValueError(
+            f"the training batch lacks {missing} (has {sorted(element_spec)}). Self-supervised training needs the "
+            "target frame and its neighbours: use tfdepth.data.pipeline.make_video_dataset (frames t-1, t, t+1)"
+            + ("; the segmentation-guided model also needs seg_mask (and seg_weight)" if segmentation else "")
+        )
+    shape = element_spec["image"].shape
+    if shape.rank != 4 or shape[-1] != 3:
+        raise ValueError(f"batch 'image' must be [B, H, W, 3]; got shape {shape}")
+    for axis, name in ((1, "height"), (2, "width")):
+        size = shape[axis]
+        if size is not None and size % multiple:
+            raise ValueError(
+                f"image {name} {size} is not a multiple of {multiple} (the ResNet encoder's stride); resize the "
+                f"data, e.g. data.{name}={max(multiple, round(size / multiple) * multiple)}"
+            )
+    for key in ("image_prev", "image_next"):
+        if element_spec[key].shape[1:] != shape[1:]:
+            raise ValueError(f"batch {key!r} has shape {element_spec[key].shape}, 'image' has {shape}")
+
+
+class SelfSupervisedDepthModel(keras.Model):
+    """Owns the depth, pose and (optional) segmentation networks; ``fit()`` trains them together.
+
+    Args:
+        depth_net: image [B,H,W,3] -> dict ``disp_0..disp_k`` (sigmoid disparities, scale s at H/2^s).
+        pose_net: two frames [B,H,W,6] in temporal order -> dict ``axisangle``, ``translation`` ([B,1,3]).
+        segmentation_net: optional U-Net, disparity (+ image) -> logits [B,H,W,K].
+        scales: disparity scales used in the loss.
+        min_depth, max_depth: range of ``disp_to_depth`` (A.3).
+        photometric_weight, smoothness_weight, segmentation_weight: mu, lambda, alpha of B.4.
+        ssim_weight: 0.85 (A.6); 0 gives L1 only.
+        automask, min_reprojection, full_res_multiscale: the Monodepth2 contributions (positive flags; A.9).
+        segmentation_input: "disparity" or "disparity_and_image" (U-Net input, B.1).
+        segmentation_weight_map: use the batch's ``seg_weight`` map (U-Net weighting) or plain CE.
+        segmentation_optimizer: optimiser for the U-Net (SegDepth: Adam 1e-3); None = the main optimiser.
+    """
+
+    def __init__(
+        self,
+        depth_net,
+        pose_net,
+        segmentation_net=None,
+        *,
+        scales=(0, 1, 2, 3),
+        min_depth=0.1,
+        max_depth=100.0,
+        photometric_weight=1.0,
+        smoothness_weight=1e-3,
+        segmentation_weight=5e-4,
+        ssim_weight=0.85,
+        automask=True,
+        min_reprojection=True,
+        full_res_multiscale=True,
+        segmentation_input="disparity",
+        segmentation_weight_map=True,
+        segmentation_optimizer=None,
+        eval_max_depth=80.0,
+        name="self_supervised_depth",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if segmentation_input not in ("disparity", "disparity_and_image"):
+            raise ValueError(f"segmentation_input must be 'disparity' or 'disparity_and_image', got {segmentation_input!r}")
+        scales = tuple(int(s) for s in scales)
+        if not scales or min(scales) < 0:
+            raise ValueError(f"scales must be non-negative integers, got {scales}")
+        self.depth_net = depth_net
+        self.pose_net = pose_net
+        self.segmentation_net = segmentation_net
+        self.scales = scales
+        self.min_depth = float(min_depth)
+        self.max_depth = float(max_depth)
+        self.photometric_weight = float(photometric_weight)
+        self.smoothness_weight = float(smoothness_weight)
+        self.segmentation_weight = float(segmentation_weight)
+        self.ssim_weight = float(ssim_weight)
+        self.automask = bool(automask)
+        self.min_reprojection = bool(min_reprojection)
+        self.full_res_multiscale = bool(full_res_multiscale)
+        self.segmentation_input = segmentation_input
+        self.segmentation_weight_map = bool(segmentation_weight_map)
+        self.segmentation_optimizer = segmentation_optimizer
+        self.eval_max_depth = float(eval_max_depth)
+        names = ["loss", "photometric", "smoothness", "automask_fraction"]
+        if segmentation_net is not None:
+            names.append("segmentation")
+        self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        self._eval_trackers = {n: keras.metrics.Mean(name=n) for n in ("abs_rel", "a1")}
+
+    # ------------------------------------------------------------------------------------------------ Keras API
+    @property
+    def metrics(self):
+        return list(self._trackers.values()) + list(self._eval_trackers.values())
+
+    def call(self, inputs, training=False):
+        """Depth prediction for an image batch (the part used at inference): dict of disparities and depths."""
+        image = inputs["image"] if isinstance(inputs, dict) else inputs
+        disps = self.depth_net(image, training=training)
+        out = dict(disps)
+        for s in self.scales:
+            out[f"depth_{s}"] = disp_to_depth(disps[f"disp_{s}"], self.min_depth, self.max_depth)[1]
+        return out
+
+    def compile(self, optimizer="adam", **kwargs):
+        super().compile(optimizer=optimizer, **kwargs)
+        # Build the optimisers' slots now, inside the strategy scope, not lazily in the first replica step
+        # (stack_notes.md: otherwise the first distributed step fails with a placeholder error).
+        self.optimizer.build(self._main_variables())
+        if self.segmentation_optimizer is not None:
+            self.segmentation_optimizer.build(self.segmentation_net.trainable_variables)
+
+    def _main_variables(self):
+        variables = list(self.depth_net.trainable_variables) + list(self.pose_net.trainable_variables)
+        if self.segmentation_net is not None and self.segmentation_optimizer is None:
+            variables += list(self.segmentation_net.trainable_variables)
+        return variables
+
+    # ------------------------------------------------------------------------------------------------ losses
+    def predict_poses(self, batch, training=False):
+        """T_source_from_target [B,4,4] for each source frame f in (-1, +1) (A.4)."""
+        target = self._aug(batch, "image")
+        poses = {}
+        for f in SOURCE_FRAMES:
+            source = self._aug(batch, _SOURCE_KEYS[f])
+            # Pose inputs are always in temporal order: [I-1, I0] for f = -1 and [I0, I+1] for f = +1 (A.4).
+            pair = tf.concat([source, target] if f < 0 else [target, source], axis=-1)
+            out = self.pose_net(pair, training=training)
+            axisangle = tf.cast(out["axisangle"], tf.float32)
+            translation = tf.cast(out["translation"], tf.float32)
+            # The network predicts the motion from the earlier to the later frame; for f < 0 it is inverted so
+            # that every matrix maps target (frame 0) points into the source camera (A.4).
+            poses[f] = pose_vec_to_matrix(axisangle, translation, invert=f < 0)
+        return poses
+
+    @staticmethod
+    def _aug(batch, key):
+        return batch.get(f"{key}_aug", batch[key])
+
+    def compute_losses(self, batch, training=False):
+        """Named loss terms for one (per-replica) batch; ``loss`` is the weighted total."""
+        target = tf.cast(batch["image"], tf.float32)
+        sources = {f: tf.cast(batch[_SOURCE_KEYS[f]], tf.float32) for f in SOURCE_FRAMES}
+        K = tf.cast(batch["intrinsics"], tf.float32)[:, :3, :3]
+        height, width = tf.shape(target)[1], tf.shape(target)[2]
+
+        disps = {k: tf.cast(v, tf.float32) for k, v in self.depth_net(self._aug(batch, "image"), training=training).items()}
+        poses = self.predict_poses(batch, training=training)
+        step = tf.cast(self.optimizer.iterations if self.optimizer is not None else 0, tf.int32)
+
+        identity_full = None
+        if self.automask and self.full_res_multiscale:
+            # Identity reprojection of the unwarped sources, computed once at full resolution (A.6 step 2).
+            identity_full = [photometric_error(sources[f], target, self.ssim_weight) for f in SOURCE_FRAMES]
+
+        photometric_total = 0.0
+        smoothness_total = 0.0
+        automask_fraction = 0.0
+        for index, s in enumerate(self.scales):
+            disp = disps[f"disp_{s}"]
+            if self.full_res_multiscale or s == 0:
+                # Full-res multi-scale (A.5): upsample disp_s (bilinear, half-pixel = align_corners False) and
+                # compute the photometric loss at full resolution with the full-resolution K.
+                disp_warp = tf.image.resize(disp, [height, width], method="bilinear") if s else disp
+                tgt, srcs, K_s = target, sources, K
+                identity = identity_full
+            else:
+                # Monodepth1-style (--v1_multiscale): images and K at scale s.
+                tgt = downscale(target, s)
+                srcs = {f: downscale(v, s) for f, v in sources.items()}
+                K_s = scale_intrinsics(K, 1.0 / 2**s, 1.0 / 2**s)
+                disp_warp = disp
+                identity = [photometric_error(srcs[f], tgt, self.ssim_weight) for f in SOURCE_FRAMES] if self.automask else None
+            _, depth = disp_to_depth(disp_warp, self.min_depth, self.max_depth)
+            reprojection = []
+            for f in SOURCE_FRAMES:
+                warped, _valid = inverse_warp(srcs[f], depth, poses[f], K_s)
+                reprojection.append(photometric_error(warped, tgt, self.ssim_weight))
+            loss_map, identity_selected = min_reprojection(
+                reprojection,
+                identity if self.automask else None,
+                seed=tf.stack([step, tf.constant(index, tf.int32)]),
+                automask=self.automask,
+                average_reprojection=not self.min_reprojection,
+            )
+            photometric_s = tf.reduce_mean(loss_map)
+            # Smoothness at the native scale with the colour image at that scale (A.6 step 6).
+            image_s = downscale(target, s)
+            smoothness_s = tf.reduce_mean(edge_aware_smoothness(disp, image_s)) / (2.0**s)
+            photometric_total += photometric_s
+            smoothness_total += smoothness_s
+            automask_fraction += tf.reduce_mean(identity_selected)
+
+        n = float(len(self.scales))
+        terms = {
+            "photometric": photometric_total / n,
+            "smoothness": smoothness_total / n,
+            "automask_fraction": automask_fraction / n,
+        }
+        total = self.photometric_weight * terms["photometric"] + self.smoothness_weight * terms["smoothness"]
+        if self.segmentation_net is not None:
+            terms["segmentation"] = self._segmentation_loss(batch, disps["disp_0"], training)
+            total += self.segmentation_weight * terms["segmentation"]
+        terms["loss"] = total
+        return terms
+
+    def _segmentation_loss(self, batch, disp_full, training):
+        """L_b: boundary-weighted CE of the U-Net fed with the full-resolution disparity (B.1, B.3)."""
+        if "seg_mask" not in batch:
+            raise ValueError("the segmentation-guided model needs 'seg_mask' (and 'seg_weight') in every batch")
+        seg_input = disp_full
+        if self.segmentation_input == "disparity_and_image":
+            seg_input = tf.concat([disp_full, tf.cast(self._aug(batch, "image"), tf.float32)], axis=-1)
+        logits = tf.cast(self.segmentation_net(seg_input, training=training)["logits"], tf.float32)
+        weights = batch.get("seg_weight") if self.segmentation_weight_map else None
+        return tf.reduce_mean(weighted_cross_entropy(logits, tf.cast(batch["seg_mask"], tf.int32), weights))
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def train_step(self, data):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            terms = self.compute_losses(data, training=True)
+            # The Keras 3 TF optimizer SUMS gradients over replicas: scale the per-replica mean (DESIGN.md).
+            scaled = terms["loss"] / tf.cast(replicas, tf.float32)
+        main_vars = self._main_variables()
+        seg_vars = list(self.segmentation_net.trainable_variables) if self.segmentation_optimizer is not None else []
+        grads = tape.gradient(scaled, main_vars + seg_vars)
+        self.optimizer.apply_gradients(zip(grads[: len(main_vars)], main_vars))
+        if seg_vars:
+            self.segmentation_optimizer.apply_gradients(zip(grads[len(main_vars):], seg_vars))
+        return self._update_trackers(terms)
+
+    def test_step(self, data):
+        terms = self.compute_losses(data, training=False)
+        if "depth" in data:
+            disp = self.depth_net(self._aug(data, "image"), training=False)["disp_0"]
+            _, pred = disp_to_depth(tf.cast(disp, tf.float32), self.min_depth, self.max_depth)
+            gt = tf.cast(data["depth"], tf.float32)
+            if gt.shape.rank == 3:
+                gt = gt[..., None]
+            mask = tf.logical_and(gt > 1e-3, gt < self.eval_max_depth)
+            errors = median_scaled_errors(gt, pred, mask, self.eval_max_depth)
+            self._eval_trackers["abs_rel"].update_state(errors["abs_rel"])
+            self._eval_trackers["a1"].update_state(errors["a1"])
+        return self._update_trackers(terms)
+
+    def _update_trackers(self, terms):
+        for name, tracker in self._trackers.items():
+            tracker.update_state(terms[name])
+        results = {name: tracker.result() for name, tracker in self._trackers.items()}
+        for name, tracker in self._eval_trackers.items():
+            results[name] = tracker.result()
+        return results
+
+
+def downscale(image, scale):
+    """Area-downsample by 2^scale (H and W are multiples of 32): exact box averaging, XLA-compatible.
+
+    Monodepth2 builds its scale pyramid with antialiased resizing (A.1); for integer factors the box filter is the
+    area resize, and unlike ``tf.image.resize(method="area")`` it compiles under XLA.
+    """
+    if scale == 0:
+        return image
+    k = 2**scale
+    return tf.nn.avg_pool2d(image, ksize=k, strides=k, padding="VALID")
+
+
+def median_scaled_errors(gt, pred, mask, max_depth):
+    """Batch-level median scaling then the standard errors (training-time monitoring only, A.8)."""
+    ratio = median_scale_tf(gt, pred, mask)
+    scaled = tf.clip_by_value(pred * ratio, 1e-3, max_depth)
+    return depth_errors_tf(gt, scaled, mask)
