@@ -182,7 +182,8 @@ class ConvBlock(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters}
 
 
-@keras.saving.register_keras_serializable(package="tfdepth")
+
+
 @tf.custom_gradient
 def _upsample_nearest_2x(x):
     """Forward: resize "nearest" (TFLite RESIZE_NEAREST_NEIGHBOR). Backward: the sum over each 2x2 output block.
@@ -200,6 +201,7 @@ def _upsample_nearest_2x(x):
     return y, grad
 
 
+@keras.saving.register_keras_serializable(package="tfdepth")
 class UpsampleNearest2x(keras.layers.Layer):
     """Nearest-neighbour x2 upsampling for dynamic spatial sizes (Monodepth2's ``upsample``, §A.3).
 
