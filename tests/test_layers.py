@@ -150,3 +150,16 @@ def test_argument_checks_name_the_argument():
     with pytest.raises(ValueError, match="width 20 is not a multiple of 8"):
         check_multiple_on_call(np.zeros((1, 16, 20, 1)), 8, "Net")
     check_multiple_on_call(keras.Input((None, None, 1)), 8, "Net")  # unknown sizes cannot be checked: no error
+
+
+def test_upsample_gradient_matches_upsampling2d(rng):
+    """The hand-written backward pass (sum over each 2x2 block) equals the autodiff gradient of UpSampling2D."""
+    x = tf.constant(rng.normal(size=(2, 3, 5, 4)).astype(np.float32))
+    w = tf.constant(rng.normal(size=(2, 6, 10, 4)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = tf.reduce_sum(UpsampleNearest2x()(x) * w)
+        ref = tf.reduce_sum(keras.layers.UpSampling2D(2, interpolation="nearest")(x) * w)
+    np.testing.assert_allclose(tape.gradient(ours, x).numpy(), tape.gradient(ref, x).numpy(), rtol=1e-6, atol=1e-6)
+    grad_xla = tf.function(lambda v: tf.gradients(tf.reduce_sum(UpsampleNearest2x()(v) * w), v)[0], jit_compile=True)
+    np.testing.assert_allclose(grad_xla(x).numpy(), tape.gradient(ref, x).numpy(), rtol=1e-6, atol=1e-6)
