@@ -15,3 +15,37 @@
   column vectors. Datasets store camera poses as ``T_world_from_cam``. The relative pose that maps target-frame
   points into a source frame is ``T_source_from_target = inv(T_world_from_source) @ T_world_from_target``.
 """
+
+from tfdepth.geometry.camera import (
+    flip_intrinsics_horizontally,
+    intrinsics_from_normalized,
+    invert_intrinsics,
+    pixel_grid,
+    scale_intrinsics,
+)
+from tfdepth.geometry.projection import backproject, project
+from tfdepth.geometry.transforms import (
+    axis_angle_to_matrix,
+    invert_pose,
+    matrix_to_axis_angle,
+    pose_vec_to_matrix,
+    relative_pose,
+)
+from tfdepth.geometry.warp import bilinear_sample, inverse_warp
+
+__all__ = [
+    "axis_angle_to_matrix",
+    "backproject",
+    "bilinear_sample",
+    "flip_intrinsics_horizontally",
+    "intrinsics_from_normalized",
+    "invert_intrinsics",
+    "invert_pose",
+    "inverse_warp",
+    "matrix_to_axis_angle",
+    "pixel_grid",
+    "pose_vec_to_matrix",
+    "project",
+    "relative_pose",
+    "scale_intrinsics",
+]
