@@ -196,7 +196,8 @@ class SelfSupervisedDepthModel(keras.Model):
 
         disps = {k: tf.cast(v, tf.float32) for k, v in self.depth_net(self._aug(batch, "image"), training=training).items()}
         poses = self.predict_poses(batch, training=training)
-        step = tf.cast(self.optimizer.iterations if self.optimizer is not None else 0, tf.int32)
+        optimizer = getattr(self, "optimizer", None)
+        step = tf.cast(optimizer.iterations if optimizer is not None else 0, tf.int32)
 
         identity_full = None
         if self.automask and self.full_res_multiscale:
