@@ -293,14 +293,15 @@ class SelfSupervisedDepthModel(keras.Model):
             errors = median_scaled_errors(gt, pred, mask, self.eval_max_depth)
             self._eval_trackers["abs_rel"].update_state(errors["abs_rel"])
             self._eval_trackers["a1"].update_state(errors["a1"])
-        return self._update_trackers(terms)
+        return self._update_trackers(terms, with_depth_metrics="depth" in data)
 
-    def _update_trackers(self, terms):
+    def _update_trackers(self, terms, with_depth_metrics=False):
         for name, tracker in self._trackers.items():
             tracker.update_state(terms[name])
         results = {name: tracker.result() for name, tracker in self._trackers.items()}
-        for name, tracker in self._eval_trackers.items():
-            results[name] = tracker.result()
+        if with_depth_metrics:  # only validation batches carry ground-truth depth (monitoring, never a loss)
+            for name, tracker in self._eval_trackers.items():
+                results[name] = tracker.result()
         return results
 
 
