@@ -21,7 +21,7 @@ import tensorflow as tf
 from tfdepth.geometry import pose_vec_to_matrix
 from tfdepth.metrics import evaluate_depth
 
-__all__ = ["compute_ate", "snippet_positions", "predict_relative_poses", "evaluate_sequences"]
+__all__ = ["compute_ate", "snippet_positions", "predict_relative_poses", "evaluate_sequences", "constant_depth_baseline"]
 
 
 def compute_ate(gt_xyz: np.ndarray, pred_xyz: np.ndarray) -> float:
@@ -109,3 +109,37 @@ def evaluate_sequences(predictor, sequences, eval_config, pose_net=None, network
         results["ate_std"] = float(np.std(ates))
         results["ate_snippets"] = len(ates)
     return results
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def constant_depth_baseline(gts, eval_config) -> dict:
+    """The best constant-depth prediction per image, evaluated with the same protocol as a model.
+
+    With per-image median scaling every constant becomes ``median(gt)``; without it the constant is an oracle per
+    image. We evaluate two constants per image and keep the one with the lower mean abs_rel over the set:
+    ``median(gt)`` (what median scaling makes of any constant) and the weighted median of gt with weights 1/gt,
+    which minimises abs_rel = mean(|gt - c| / gt) exactly. Median scaling is switched off for the second so the
+    oracle constant is kept. A model must beat this to have learned anything about scene structure.
+    """
+    from tfdepth.metrics import crop_mask
+
+    gts = [np.asarray(g, np.float64) for g in gts]
+    medians, optimal = [], []
+    for gt in gts:
+        valid = (gt > eval_config.min_depth) & (gt < eval_config.max_depth)
+        valid &= crop_mask(eval_config.crop, *gt.shape)
+        values = gt[valid]
+        if values.size == 0:
+            raise ValueError("a ground-truth map has no valid pixel inside the crop and depth range")
+        medians.append(np.full(gt.shape, np.median(values)))
+        optimal.append(np.full(gt.shape, _weighted_median(values, 1.0 / values)))
+    kwargs = dict(crop=eval_config.crop, min_depth=eval_config.min_depth, max_depth=eval_config.max_depth)
+    by_median = evaluate_depth(gts, medians, median_scaling=True, **kwargs)
+    by_optimum = evaluate_depth(gts, optimal, median_scaling=False, scale_factor=1.0, **kwargs)
+    best = by_optimum if by_optimum["abs_rel"] < by_median["abs_rel"] else by_median
+    return {**best, "constant": "abs_rel-optimal" if best is by_optimum else "median"}
