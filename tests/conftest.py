@@ -18,8 +18,19 @@ try:
     tf.config.set_logical_device_configuration(
         _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
     )
-except RuntimeError:  # already initialised by an earlier import; distribution tests then skip themselves
-    pass
+except RuntimeError as err:  # TensorFlow was initialised before this file ran: distribution tests cannot work
+    raise RuntimeError("tests/conftest.py must configure the logical CPUs before any TensorFlow op runs") from err
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the 2 logical CPUs for the whole session.
+
+    Several strategy objects in one process hand out colliding collective-instance keys (synchronized
+    BatchNorm all-reduces then fail with "Shape mismatch in the collective instance"), so every
+    distribution test shares this one.
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
 @pytest.fixture

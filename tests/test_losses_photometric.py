@@ -238,8 +238,8 @@ def test_seeded_noise_is_deterministic_and_works_in_tf_function():
         np.testing.assert_array_equal(x.numpy(), y.numpy())
 
 
-def test_works_under_mirrored_strategy():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_works_under_mirrored_strategy(mirrored_strategy):
+    strategy = mirrored_strategy
     rep = np.full((4, 4, 4, 1), 0.3, np.float32)
     ident = rep + np.linspace(-0.1, 0.1, 4, dtype=np.float32)[:, None, None, None]
     dataset = tf.data.Dataset.from_tensor_slices((rep, ident)).batch(4)

@@ -153,7 +153,7 @@ def test_unet_size_checks():
 
 # --------------------------------------------------------------------------------------- synchronized BN
 @pytest.mark.parametrize("sync", [True, False])
-def test_sync_batchnorm_two_replicas_equal_single_device_global_batch(sync, rng):
+def test_sync_batchnorm_two_replicas_equal_single_device_global_batch(sync, rng, mirrored_strategy):
     """With sync_batchnorm=True, a training-mode forward on 2 replicas (half batch each) gives the outputs and BN
     moving statistics of one device on the global batch; with False the per-replica statistics differ."""
     assert len(tf.config.list_logical_devices("CPU")) >= 2, "conftest.py must configure 2 logical CPUs"
@@ -162,7 +162,7 @@ def test_sync_batchnorm_two_replicas_equal_single_device_global_batch(sync, rng)
     single = SegmentationUNet(filters=(4, 8), sync_batchnorm=sync)
     ref = single(x, training=True)["logits"].numpy()
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     with strategy.scope():
         dist = SegmentationUNet(filters=(4, 8), sync_batchnorm=sync)
     dist.set_weights(SegmentationUNet.from_config(single.get_config()).get_weights())  # reset moving stats

@@ -99,7 +99,7 @@ def test_a_few_steps_lower_the_loss():
     assert after < before, (before, after)
 
 
-def test_mirrored_step_equals_single_device_step():
+def test_mirrored_step_equals_single_device_step(mirrored_strategy):
     """One step on 2 replicas (2 samples each) == one step on the global batch of 4 (loss and weights)."""
     if len(tf.config.list_logical_devices("CPU")) < 2:
         raise RuntimeError("conftest.py must configure 2 logical CPUs before TensorFlow initialises")
@@ -112,7 +112,7 @@ def test_mirrored_step_equals_single_device_step():
     initial = single.get_weights()
     history_single = single.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     with strategy.scope():
         mirrored = make_trainer()
         mirrored.set_weights(initial)
