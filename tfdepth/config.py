@@ -65,6 +65,16 @@ class DataConfig:
     color_jitter: bool = True  # one jitter per sample, networks see it, losses do not (A.1)
     shuffle_buffer: int = 512
     seed: int = 0
+    # Real data (dataset: kitti | folders); the synthetic fields above are then unused.
+    root: str | None = None  # kitti: KITTI raw root (holds 2011_09_26/ ...); folders: holds train/ validation/ test/
+    train_split: str | None = None  # kitti: Monodepth2 split file, e.g. splits/eigen_zhou/train_files.txt
+    validation_split: str | None = None  # kitti: e.g. splits/eigen_zhou/val_files.txt
+    test_split: str | None = None  # kitti: e.g. splits/eigen/test_files.txt (697 frames, A.8)
+    kitti_depth_from: str = "velodyne"  # velodyne = Monodepth2's Eigen GT (vel_depth=True) | camera = z-depth
+    kitti_poses: str = "oxts"  # oxts = GPS/IMU ground truth | none = NaN poses (no pose evaluation)
+    segmentation_masks: bool = False  # kitti: SegDepth masks <frame>.npy beside each image (B.2)
+    intrinsics: tuple[float, ...] | None = None  # folders: default K, 4 normalised (fx/W, fy/H, cx/W, cy/H) or 9 px
+    depth_scale: float = 256.0  # folders: 16-bit depth PNG value per metre (KITTI 256, NYU 1000, TUM 5000)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,8 @@ def evaluate_sequences(predictor, sequences, eval_config, pose_net=None, network
         small = tf.image.resize(images.astype(np.float32) / 255.0, network_size, method="bilinear", antialias=True).numpy()
         relative = predict_relative_poses(pose_net, small)
         poses = np.asarray(seq["poses"], np.float64)
+        if not np.all(np.isfinite(poses)):  # no ground-truth poses (NaN): no pose evaluation for this sequence
+            continue
         gt_relative = np.stack([np.linalg.inv(poses[k + 1]) @ poses[k] for k in range(len(poses) - 1)])
         for start in range(0, len(images) - n + 1):
             gt_xyz = snippet_positions(gt_relative[start : start + n - 1])

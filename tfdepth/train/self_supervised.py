@@ -291,8 +291,11 @@ class SelfSupervisedDepthModel(keras.Model):
                 gt = gt[..., None]
             mask = tf.logical_and(gt > 1e-3, gt < self.eval_max_depth)
             errors = median_scaled_errors(gt, pred, mask, self.eval_max_depth)
-            self._eval_trackers["abs_rel"].update_state(errors["abs_rel"])
-            self._eval_trackers["a1"].update_state(errors["a1"])
+            # A batch without valid ground truth (e.g. a folder without depth maps) must not poison the means.
+            has_gt = tf.cast(tf.reduce_any(mask), tf.float32)
+            for name in ("abs_rel", "a1"):
+                value = tf.where(has_gt > 0, errors[name], 0.0)
+                self._eval_trackers[name].update_state(value, sample_weight=has_gt)
         return self._update_trackers(terms, with_depth_metrics="depth" in data)
 
     def _update_trackers(self, terms, with_depth_metrics=False):
