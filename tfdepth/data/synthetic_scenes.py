@@ -127,8 +127,12 @@ def make_config(preset, height, width, frames_per_scene=5, num_scenes=None, supe
 class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
     """Procedurally rendered video scenes with exact depth, pose, intrinsics, semantics and instances."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    # Bump whenever the engine's output changes: a dataset built by an older engine is otherwise reused silently.
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Street roads get metre-scale asphalt wear (photometric signal at grazing angles).",
+    }
     BUILDER_CONFIGS = _PREDEFINED
 
     @tfds.core.utils.classproperty
