@@ -8,10 +8,11 @@ All images are uint8 RGB ``[H, W, 3]``.
 """
 
 import os
-import tempfile
 
 import cv2
 import numpy as np
+
+from tfdepth.io import atomic_write_bytes
 
 # A fixed palette: hand-picked distinct colours first (0 is black: "none"/"sky"), then golden-ratio hues.
 _BASE_PALETTE = np.array(
@@ -125,14 +126,5 @@ def save_png(path, rgb):
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
     if not ok:
         raise ValueError(f"OpenCV could not encode an image of shape {img.shape} as PNG")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".png", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encoded.tobytes())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a PNG is an ordinary readable file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_bytes(path, encoded.tobytes())
     return path
