@@ -74,8 +74,9 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
     steps = config.train.steps_per_epoch or count_steps(config.data, "train")
     epochs = config.train.epochs
     if max_steps is not None and max_steps < epochs * steps:
-        steps = min(steps, max_steps)
+        # A cap on the total: as many full epochs as needed, each shortened so that epochs * steps <= max_steps.
         epochs = max(1, math.ceil(max_steps / steps))
+        steps = max(1, max_steps // epochs)
     total_steps = epochs * steps
 
     strategy = make_strategy(config.train.strategy)
