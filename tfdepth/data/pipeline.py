@@ -28,6 +28,7 @@ from tfdepth.data.video import (
     frames,
     raw_frames,
     raw_triplets,
+    scene_element,
     sequence_signature,
     video_triplets,
 )
@@ -74,15 +75,7 @@ def sequences_from_render(preset, seeds, frames_per_scene, height, width, **rend
     def generate():
         for seed in seeds:
             out = render_sequence(preset, seed, frames_per_scene, height, width, **render_options)
-            yield {
-                "image": np.asarray(out["image"], np.uint8),
-                "depth": np.asarray(out["depth"], np.float32),
-                "semantic": np.asarray(out["semantic"], np.uint8),
-                "instance": np.asarray(out["instance"], np.int32),
-                "intrinsics": np.asarray(out["intrinsics"], np.float32),
-                "poses": np.asarray(out["poses"], np.float64),
-                "seed": np.int64(seed),
-            }
+            yield scene_element(out, seed)
 
     signature = sequence_signature(frames_per_scene, height, width)
     return tf.data.Dataset.from_generator(generate, output_signature=signature)

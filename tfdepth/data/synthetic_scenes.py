@@ -41,6 +41,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from tfdepth.data.video import scene_element
+
 SPLITS = ("train", "validation", "test")
 _DEFAULT_NUM_SCENES = {"train": 600, "validation": 40, "test": 40}
 _DEFAULT_SUPERSAMPLE = 2
@@ -210,15 +212,9 @@ def _encode_png(rgb: np.ndarray) -> bytes:
 
 
 def _example(scene: dict, seed: int) -> dict:
-    return {
-        "image": [_encode_png(frame) for frame in np.asarray(scene["image"], np.uint8)],
-        "depth": np.asarray(scene["depth"], np.float32),
-        "semantic": np.asarray(scene["semantic"], np.uint8),
-        "instance": np.asarray(scene["instance"], np.int32),
-        "intrinsics": np.asarray(scene["intrinsics"], np.float32),
-        "poses": np.asarray(scene["poses"], np.float64),
-        "seed": np.int64(seed),
-    }
+    example = scene_element(scene, seed)
+    example["image"] = [_encode_png(frame) for frame in example["image"]]
+    return example
 
 
 def _default_workers() -> int:

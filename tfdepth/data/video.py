@@ -13,11 +13,25 @@ and cast to float32 afterwards.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from tfdepth.geometry import relative_pose
 
 SEQUENCE_KEYS = ("image", "depth", "semantic", "instance", "intrinsics", "poses", "seed")
+
+
+def scene_element(scene: dict, seed: int) -> dict:
+    """A rendered scene (``render_sequence`` output) in the storage dtypes of a per-scene element."""
+    return {
+        "image": np.asarray(scene["image"], np.uint8),
+        "depth": np.asarray(scene["depth"], np.float32),
+        "semantic": np.asarray(scene["semantic"], np.uint8),
+        "instance": np.asarray(scene["instance"], np.int32),
+        "intrinsics": np.asarray(scene["intrinsics"], np.float32),
+        "poses": np.asarray(scene["poses"], np.float64),
+        "seed": np.int64(seed),
+    }
 
 
 def sequence_signature(frames, height, width) -> dict:
