@@ -56,10 +56,20 @@ def test_encoder_weights_are_loaded_when_configured(tmp_path, rng):
         build_model({"name": "monodepth", "encoder_weights": str(tmp_path / "missing.npz")})
 
 
+def test_initial_depth_sets_the_disparity_bias():
+    nets = build_model({"name": "monodepth", "initial_depth": 1.0, "min_depth": 0.1, "max_depth": 100.0})
+    s = 0.99 / 9.99  # scaled disp 1.0 = 0.01 + 9.99 s
+    assert nets["depth"].disp_bias_init == pytest.approx(np.log(s / (1 - s)))
+    assert build_model({"name": "monodepth"})["depth"].disp_bias_init is None  # paper init by default
+    with pytest.raises(ValueError, match="initial_depth"):
+        build_model({"name": "monodepth", "initial_depth": 0.05})
+
+
 def test_presets_are_complete_data():
     fields = set(PRESETS["monodepth2_resnet18"])
-    assert {"name", "encoder_depth", "pose_encoder_depth", "scales", "segmentation", "segmentation_input",
-            "num_segmentation_classes", "sync_batchnorm", "encoder_weights", "pose_encoder_weights"} == fields
+    assert {"name", "encoder_depth", "pose_encoder_depth", "scales", "min_depth", "max_depth", "initial_depth",
+            "segmentation", "segmentation_input", "num_segmentation_classes", "sync_batchnorm", "encoder_weights",
+            "pose_encoder_weights"} == fields
     for name, preset in PRESETS.items():
         assert set(preset) == fields, name
         assert preset["name"] in MODEL_BUILDERS

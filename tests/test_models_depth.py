@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdepth.models.depth_decoder import DepthDecoder, DepthNet, disp_to_depth
+from tfdepth.models.depth_decoder import DepthDecoder, DepthNet, disp_bias_for_depth, disp_to_depth
 
 ENC18 = [64, 64, 128, 256, 512]
 DEC = [16, 32, 64, 128, 256]
@@ -104,16 +104,44 @@ def test_disp_to_depth_analytic_values():
         disp_to_depth(disp, 0.0, 1.0)
 
 
+def test_disp_bias_for_depth_inverts_disp_to_depth():
+    # Analytic case: min 0.1, max 100 -> scaled disp = 0.01 + 9.99 s; depth 1.0 needs s = 0.99 / 9.99.
+    s = 0.99 / 9.99
+    assert disp_bias_for_depth(1.0, 0.1, 100.0) == pytest.approx(np.log(s / (1 - s)), rel=1e-12)
+    # The midpoint of the sigmoid (bias 0) is depth 1 / (0.01 + 4.995).
+    assert disp_bias_for_depth(1 / 5.005, 0.1, 100.0) == pytest.approx(0.0, abs=1e-12)
+    for bad in (0.1, 100.0, 0.05, 200.0):
+        with pytest.raises(ValueError, match="initial_depth"):
+            disp_bias_for_depth(bad, 0.1, 100.0)
+    with pytest.raises(TypeError, match="initial_depth"):
+        disp_bias_for_depth("1", 0.1, 100.0)
+
+
+def test_disp_bias_init_sets_the_untrained_depth(rng):
+    """With the disparity-conv bias from disp_bias_for_depth, the untrained net predicts about that depth."""
+    bias = disp_bias_for_depth(0.5, 0.1, 100.0)
+    net = DepthNet(18, disp_bias_init=bias)
+    for layer in (net.decoder.get_layer(f"dispconv_{i}") for i in range(4)):
+        np.testing.assert_allclose(layer.conv.bias.numpy(), [bias], rtol=1e-6)
+    x = rng.uniform(0, 1, (2, 64, 64, 3)).astype(np.float32)
+    _, depth = disp_to_depth(net(x, training=False)["disp_0"], 0.1, 100.0)
+    # Zero-bias nets sit at ~0.2 (sigmoid 0.5); the random kernels spread the depth only a little around 0.5.
+    assert 0.35 < float(np.median(depth.numpy())) < 0.7
+    assert DepthNet.from_config(net.get_config()).get_config()["disp_bias_init"] == pytest.approx(bias)
+    with pytest.raises(TypeError, match="disp_bias_init"):
+        DepthNet(18, disp_bias_init="big")
+
+
 def test_config_round_trip(depth_net):
     config = depth_net.get_config()
     assert config == {"name": "depth_net", "encoder_depth": 18, "scales": [0, 1, 2, 3], "sync_batchnorm": True,
-                      "height": None, "width": None}
+                      "height": None, "width": None, "disp_bias_init": None}
     clone = DepthNet.from_config(config)
     assert clone.get_config() == config
     assert clone.count_params() == depth_net.count_params()
     dec = DepthDecoder(ENC18, scales=(3, 1), num_output_channels=2, name="d")
     assert DepthDecoder.from_config(dec.get_config()).get_config() == {
-        "name": "d", "num_ch_enc": ENC18, "scales": [1, 3], "num_output_channels": 2}
+        "name": "d", "num_ch_enc": ENC18, "scales": [1, 3], "num_output_channels": 2, "disp_bias_init": None}
 
 
 def test_keras_save_load_parity(tmp_path, depth_net, rng):

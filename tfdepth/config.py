@@ -88,6 +88,9 @@ class ModelConfig:
     scales: tuple[int, ...] = (0, 1, 2, 3)
     min_depth: float = 0.1  # disp_to_depth range (A.3)
     max_depth: float = 100.0
+    # Depth (network units, inside [min_depth, max_depth]) the untrained net predicts; None = the paper's zero-bias
+    # init (~2 * min_depth). Sets where the monocular scale settles (models/depth_decoder.py says why).
+    initial_depth: float | None = None
     segmentation: bool = False  # SegDepth U-Net on the predicted disparity (B.1), training only
     segmentation_input: str = "disparity"  # disparity | disparity_and_image
     num_segmentation_classes: int = 2

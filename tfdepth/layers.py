@@ -134,16 +134,17 @@ class Conv3x3(keras.layers.Layer):
     ``use_reflection=False`` pads with zeros (equivalent to a stride-1 'same' conv).
     """
 
-    def __init__(self, filters, use_reflection=True, **kwargs):
+    def __init__(self, filters, use_reflection=True, bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
         self.filters = check_int(filters, "filters", 1)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
         if not isinstance(use_reflection, bool):
             raise TypeError(f"use_reflection must be a bool, got {use_reflection!r}.")
         self.use_reflection = use_reflection
         self.padding = ReflectionPad2D(1, name="pad") if use_reflection else keras.layers.ZeroPadding2D(1, name="pad")
         self.conv = keras.layers.Conv2D(
             self.filters, 3, padding="valid", use_bias=True,
-            kernel_initializer=torch_default_kernel_initializer(), name="conv",
+            kernel_initializer=torch_default_kernel_initializer(), bias_initializer=self.bias_initializer, name="conv",
         )
 
     def build(self, input_shape):
@@ -157,7 +158,12 @@ class Conv3x3(keras.layers.Layer):
         return (*input_shape[:3], self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "use_reflection": self.use_reflection}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "use_reflection": self.use_reflection,
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")

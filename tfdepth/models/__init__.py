@@ -5,14 +5,15 @@ duck-typed (any object with attributes, or a dict) so this package never imports
 not find take the values of the ``monodepth2_resnet18`` preset.
 """
 
-from tfdepth.models.depth_decoder import DepthDecoder, DepthNet, disp_to_depth
+from tfdepth.models.depth_decoder import DepthDecoder, DepthNet, disp_bias_for_depth, disp_to_depth
 from tfdepth.models.pose import PoseDecoder, PoseNet
 from tfdepth.models.presets import PRESETS, get_preset
 from tfdepth.models.resnet import ResnetEncoder
 from tfdepth.models.segmentation import SegmentationUNet
 
 __all__ = [
-    "MODEL_BUILDERS", "build_model", "build_monodepth", "DepthDecoder", "DepthNet", "disp_to_depth", "PoseDecoder",
+    "MODEL_BUILDERS", "build_model", "build_monodepth", "DepthDecoder", "DepthNet", "disp_bias_for_depth", "disp_to_depth",
+    "PoseDecoder",
     "PoseNet", "ResnetEncoder", "SegmentationUNet", "load_torchvision_resnet_weights", "PRESETS", "get_preset",
 ]
 
@@ -36,8 +37,13 @@ def build_monodepth(model_config):
     defaults = PRESETS["monodepth2_resnet18"]
     get = lambda key: _field(model_config, key, defaults[key])  # noqa: E731
     sync = get("sync_batchnorm")
+    initial_depth = get("initial_depth")
+    disp_bias = (
+        None if initial_depth is None else disp_bias_for_depth(initial_depth, get("min_depth"), get("max_depth"))
+    )
     nets = {
-        "depth": DepthNet(encoder_depth=get("encoder_depth"), scales=tuple(get("scales")), sync_batchnorm=sync),
+        "depth": DepthNet(encoder_depth=get("encoder_depth"), scales=tuple(get("scales")), sync_batchnorm=sync,
+                          disp_bias_init=disp_bias),
         "pose": PoseNet(encoder_depth=get("pose_encoder_depth"), sync_batchnorm=sync),
     }
     if get("segmentation"):

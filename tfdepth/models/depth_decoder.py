@@ -6,7 +6,16 @@ ConvBlock, and at i in ``scales`` a sigmoid disparity from a reflection-padded 3
 H/2^s x W/2^s. The sigmoid runs in float32 so disparities are float32 under a mixed-precision policy.
 
 Decoder kernels use PyTorch's default init (Monodepth2 keeps it): ``tfdepth.layers.torch_default_kernel_initializer``.
+
+``disp_bias_init`` (not in the paper; default None = zero bias, sigmoid ~0.5 at init like Monodepth2) sets the bias of
+the disparity convs. Why it exists: a monocular model's depth scale is fixed early, by the depth the untrained network
+predicts. A sigmoid of 0.5 means ``depth ~= 2 * min_depth`` everywhere, so the learnt scale leaves only a factor ~2-3
+of room below the median depth before the sigmoid saturates at ``min_depth``; in short runs (CPU budgets) the scale
+has no time to drift and near objects stay pinned at ``min_depth`` (measured: parked cars at 3-5 m, predicted 5-6 m).
+:func:`disp_bias_for_depth` gives the bias that starts the network at a chosen depth instead.
 """
+
+import math
 
 import operator
 
@@ -24,7 +33,7 @@ from tfdepth.layers import (
 )
 from tfdepth.models.resnet import ResnetEncoder
 
-__all__ = ["DepthDecoder", "DepthNet", "disp_to_depth", "NUM_CH_DEC"]
+__all__ = ["DepthDecoder", "DepthNet", "disp_to_depth", "disp_bias_for_depth", "NUM_CH_DEC"]
 
 NUM_CH_DEC = (16, 32, 64, 128, 256)  # §A.3
 
@@ -68,6 +77,34 @@ def disp_to_depth(disp, min_depth=0.1, max_depth=100.0):
     return scaled_disp, 1.0 / scaled_disp
 
 
+def disp_bias_for_depth(initial_depth, min_depth=0.1, max_depth=100.0):
+    """The disparity-conv bias (a logit) for which a zero pre-activation gives ``depth == initial_depth``.
+
+    Inverts :func:`disp_to_depth`: ``s = (1/initial_depth - 1/max_depth) / (1/min_depth - 1/max_depth)``,
+    bias = ``log(s / (1 - s))``. ``initial_depth`` must lie strictly between ``min_depth`` and ``max_depth``.
+    """
+    for value, name in ((initial_depth, "initial_depth"), (min_depth, "min_depth"), (max_depth, "max_depth")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number, got {value!r}.")
+    if not 0 < min_depth < initial_depth < max_depth:
+        raise ValueError(
+            f"initial_depth must lie strictly between min_depth and max_depth, got initial_depth={initial_depth} "
+            f"with min_depth={min_depth}, max_depth={max_depth}."
+        )
+    s = (1.0 / initial_depth - 1.0 / max_depth) / (1.0 / min_depth - 1.0 / max_depth)
+    return math.log(s / (1.0 - s))
+
+
+def _check_bias(disp_bias_init):
+    if disp_bias_init is None:
+        return None
+    if isinstance(disp_bias_init, bool) or not isinstance(disp_bias_init, (int, float)) or not math.isfinite(
+        disp_bias_init
+    ):
+        raise TypeError(f"disp_bias_init must be a finite number or None, got {disp_bias_init!r}.")
+    return float(disp_bias_init)
+
+
 @keras.saving.register_keras_serializable(package="tfdepth")
 class DepthDecoder(keras.Model):
     """Dict of encoder features ``f0``..``f4`` -> dict ``disp_s`` ``[B, H/2^s, W/2^s, num_output_channels]``.
@@ -75,10 +112,13 @@ class DepthDecoder(keras.Model):
     ``num_ch_enc`` gives the channels of ``f0``..``f4``; spatial sizes are dynamic (f_i at stride 2^(i+1)).
     """
 
-    def __init__(self, num_ch_enc, scales=(0, 1, 2, 3), num_output_channels=1, name="depth_decoder", **kwargs):
+    def __init__(self, num_ch_enc, scales=(0, 1, 2, 3), num_output_channels=1, disp_bias_init=None,
+                 name="depth_decoder", **kwargs):
         num_ch_enc = _check_num_ch_enc(num_ch_enc)
         scales = _check_scales(scales)
         check_int(num_output_channels, "num_output_channels", 1)
+        disp_bias_init = _check_bias(disp_bias_init)
+        bias_init = "zeros" if disp_bias_init is None else keras.initializers.Constant(disp_bias_init)
 
         feats = {f"f{i}": keras.Input((None, None, c), name=f"f{i}") for i, c in enumerate(num_ch_enc)}
         x = feats["f4"]
@@ -90,7 +130,8 @@ class DepthDecoder(keras.Model):
                 x = keras.layers.Concatenate(axis=-1, name=f"skip_{i}")([x, feats[f"f{i - 1}"]])
             x = ConvBlock(NUM_CH_DEC[i], name=f"upconv_{i}_1")(x)
             if i in scales:
-                logits = Conv3x3(num_output_channels, use_reflection=True, name=f"dispconv_{i}")(x)
+                logits = Conv3x3(num_output_channels, use_reflection=True, bias_initializer=bias_init,
+                                 name=f"dispconv_{i}")(x)
                 # float32 sigmoid: the disparities feed losses and exports in float32 under mixed precision.
                 outputs[f"disp_{i}"] = keras.layers.Activation("sigmoid", dtype="float32", name=f"disp_{i}")(logits)
         outputs = {k: outputs[k] for k in sorted(outputs)}
@@ -99,6 +140,7 @@ class DepthDecoder(keras.Model):
         self.num_ch_enc = num_ch_enc
         self.scales = scales
         self.num_output_channels = num_output_channels
+        self.disp_bias_init = disp_bias_init
 
     def get_config(self):
         return {
@@ -106,6 +148,7 @@ class DepthDecoder(keras.Model):
             "num_ch_enc": list(self.num_ch_enc),
             "scales": list(self.scales),
             "num_output_channels": self.num_output_channels,
+            "disp_bias_init": self.disp_bias_init,
         }
 
 
@@ -119,14 +162,15 @@ class DepthNet(keras.Model):
     """
 
     def __init__(self, encoder_depth=18, scales=(0, 1, 2, 3), sync_batchnorm=True, height=None, width=None,
-                 name="depth_net", **kwargs):
+                 disp_bias_init=None, name="depth_net", **kwargs):
         scales = _check_scales(scales)
+        disp_bias_init = _check_bias(disp_bias_init)
         check_bool(sync_batchnorm, "sync_batchnorm")
         # minimum 64: the decoder reflection-pads f4 (stride 32), which needs at least 2 pixels (§A.3).
         height = check_hw(height, "height", 32, "DepthNet", minimum=64)
         width = check_hw(width, "width", 32, "DepthNet", minimum=64)
         encoder = ResnetEncoder(encoder_depth, 1, sync_batchnorm, height, width, name="encoder")
-        decoder = DepthDecoder(encoder.num_ch_enc, scales, 1, name="decoder")
+        decoder = DepthDecoder(encoder.num_ch_enc, scales, 1, disp_bias_init=disp_bias_init, name="decoder")
 
         image = keras.Input((height, width, 3), name="image")
         outputs = decoder(encoder(image))
@@ -139,6 +183,7 @@ class DepthNet(keras.Model):
         self.sync_batchnorm = sync_batchnorm
         self.height = height
         self.width = width
+        self.disp_bias_init = disp_bias_init
 
     def call(self, inputs, training=None, mask=None):
         check_multiple_on_call(inputs, 32, type(self).__name__, minimum=64)
@@ -152,4 +197,5 @@ class DepthNet(keras.Model):
             "sync_batchnorm": self.sync_batchnorm,
             "height": self.height,
             "width": self.width,
+            "disp_bias_init": self.disp_bias_init,
         }
