@@ -125,6 +125,7 @@ class TrainConfig:
     learning_rate: float = 1e-4
     lr_decay_at: float = 0.75  # fraction of training after which the LR is multiplied by lr_decay_factor
     lr_decay_factor: float = 0.1
+    lr_warmup_steps: int = 0  # linear LR warm-up (not in the paper; train/schedules.py says why)
     segmentation_learning_rate: float = 1e-3  # SegDepth's separate U-Net optimiser (B.4)
     seed: int = 0
     strategy: str = "auto"  # auto | default | mirrored | multi_worker

@@ -32,7 +32,8 @@ def build_self_supervised_trainer(model_config, loss_config, train_config, total
         keras.mixed_precision.set_global_policy("mixed_float16")
     nets = build_model(model_config)
     schedule = step_decay_schedule(
-        train_config.learning_rate, total_steps, train_config.lr_decay_at, train_config.lr_decay_factor
+        train_config.learning_rate, total_steps, train_config.lr_decay_at, train_config.lr_decay_factor,
+        train_config.lr_warmup_steps,
     )
     optimizer = keras.optimizers.Adam(schedule)
     segmentation_optimizer = None
@@ -41,7 +42,7 @@ def build_self_supervised_trainer(model_config, loss_config, train_config, total
         segmentation_optimizer = keras.optimizers.Adam(
             step_decay_schedule(
                 train_config.segmentation_learning_rate, total_steps, train_config.lr_decay_at,
-                train_config.lr_decay_factor,
+                train_config.lr_decay_factor, train_config.lr_warmup_steps,
             )
         )
     trainer = SelfSupervisedDepthModel(
