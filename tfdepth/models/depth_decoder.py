@@ -13,8 +13,8 @@ start. A sigmoid of 0.5 means ``depth ~= 2 * min_depth`` everywhere, and in shor
 keeps near objects pressed against ``min_depth``, where the sigmoid saturates and their gradients vanish (measured on
 synthetic streets: parked cars 3-5 m away predicted 5-6 m). :func:`disp_bias_for_depth` gives the bias that starts
 the network at a chosen depth. Measured (README "Measured"): 0.5 gave test abs_rel 0.241 and 0.232 where the paper
-init gives 0.26-0.28, but one of three runs was unstable for its first epochs, and 2.0 (or widening the range to
-min_depth 0.03) was unstable too; so it stays opt-in and the configs keep the paper init.
+init gives 0.26-0.28, but two of four runs were unstable in their first epochs (one with an LR warm-up), and 2.0
+(or widening the range to min_depth 0.03) was unstable too; so it stays opt-in and the configs keep the paper init.
 """
 
 import math
