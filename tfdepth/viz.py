@@ -119,9 +119,6 @@ def save_png(path, rgb):
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] in (1, 3))) or img.size == 0:
         raise ValueError(f"rgb must be [H, W, 3], [H, W, 1] or [H, W], got shape {img.shape}")
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not exist")
     bgr = img[..., ::-1] if img.ndim == 3 and img.shape[-1] == 3 else img
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
     if not ok:

@@ -12,9 +12,9 @@ from tfdepth.models.resnet import ResnetEncoder
 from tfdepth.models.segmentation import SegmentationUNet
 
 __all__ = [
-    "MODEL_BUILDERS", "build_model", "build_monodepth", "DepthDecoder", "DepthNet", "disp_bias_for_depth", "disp_to_depth",
-    "PoseDecoder",
-    "PoseNet", "ResnetEncoder", "SegmentationUNet", "load_torchvision_resnet_weights", "PRESETS", "get_preset",
+    "MODEL_BUILDERS", "build_model", "build_monodepth", "DepthDecoder", "DepthNet", "disp_bias_for_depth",
+    "disp_to_depth", "PoseDecoder", "PoseNet", "ResnetEncoder", "SegmentationUNet", "load_torchvision_resnet_weights",
+    "PRESETS", "get_preset",
 ]
 
 # segmentation_input -> U-Net input channels: disparity (1) or disparity + RGB image (1 + 3).

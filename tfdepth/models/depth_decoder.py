@@ -18,7 +18,6 @@ init gives 0.26-0.28, but two of four runs were unstable in their first epochs (
 """
 
 import math
-
 import operator
 
 import keras
