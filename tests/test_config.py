@@ -91,3 +91,14 @@ def test_resolved_config_round_trips(tmp_path):
     assert not list((tmp_path / "run").glob("*.tmp"))
     assert config_from_dict(config_to_dict(cfg)) == cfg
     assert isinstance(cfg, ExperimentConfig)
+
+
+def test_legacy_mixed_precision_key_still_loads(tmp_path):
+    # Run directories written before train.precision existed hold train.mixed_precision: they must still evaluate.
+    assert load_config(write(tmp_path, "train:\n  mixed_precision: false\n")).train.precision == "float32"
+    assert load_config(write(tmp_path, "train:\n  mixed_precision: true\n")).train.precision == "mixed_float16"
+    both = "train:\n  mixed_precision: true\n  precision: mixed_bfloat16\n"
+    assert load_config(write(tmp_path, both)).train.precision == "mixed_bfloat16"
+    with pytest.raises(ConfigError, match="train.mixed_precision"):
+        load_config(write(tmp_path, "train:\n  mixed_precision: fast\n"))
+    assert "mixed_precision" not in config_to_dict(load_config())["train"]

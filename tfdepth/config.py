@@ -129,7 +129,7 @@ class TrainConfig:
     segmentation_learning_rate: float = 1e-3  # SegDepth's separate U-Net optimiser (B.4)
     seed: int = 0
     strategy: str = "auto"  # auto | default | mirrored | multi_worker
-    mixed_precision: bool = False
+    precision: str = "float32"  # float32 | mixed_float16 (GPUs) | mixed_bfloat16 (TPUs, Ampere+, AVX512-BF16 CPUs)
     validation_steps: int = 10
     log_images: bool = True  # TensorBoard depth images once per epoch
     keep_checkpoints: int = 3
@@ -249,10 +249,26 @@ def _build(cls: type, values: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+def _upgrade_legacy_keys(values: dict | None) -> dict | None:
+    """Read keys of earlier releases that run directories may still hold (their config.yaml must keep loading).
+
+    ``train.mixed_precision: bool`` became ``train.precision`` (``true`` meant mixed_float16).
+    """
+    train = values.get("train") if isinstance(values, dict) else None
+    if not isinstance(train, dict) or "mixed_precision" not in train:
+        return values
+    train = dict(train)
+    legacy = train.pop("mixed_precision")
+    if not isinstance(legacy, bool):
+        raise ConfigError(f"train.mixed_precision (replaced by train.precision) must be true or false, got {legacy!r}")
+    train.setdefault("precision", "mixed_float16" if legacy else "float32")
+    return {**values, "train": train}
+
+
 def config_from_dict(values: dict | None, source: str = "<dict>") -> ExperimentConfig:
     """Build a validated :class:`ExperimentConfig` from nested plain data; errors name ``source``."""
     try:
-        return _build(ExperimentConfig, values, "<root>")
+        return _build(ExperimentConfig, _upgrade_legacy_keys(values), "<root>")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
 

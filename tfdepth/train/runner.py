@@ -18,7 +18,11 @@ from tfdepth.train.callbacks import DepthImageLogger, TrainingCheckpoint, make_c
 from tfdepth.train.schedules import step_decay_schedule
 from tfdepth.train.self_supervised import SelfSupervisedDepthModel
 
-__all__ = ["build_self_supervised_trainer", "fit_trainer", "save_network_atomic"]
+__all__ = ["PRECISIONS", "build_self_supervised_trainer", "fit_trainer", "save_network_atomic"]
+
+# Keras dtype policies accepted by train.precision. mixed_float16 needs loss scaling: the trainer wraps its
+# optimisers in keras.optimizers.LossScaleOptimizer (SelfSupervisedDepthModel.compile).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def build_self_supervised_trainer(model_config, loss_config, train_config, total_steps: int):
@@ -28,9 +32,18 @@ def build_self_supervised_trainer(model_config, loss_config, train_config, total
     """
     if model_config.name != "monodepth":
         raise ValueError(f"the self-supervised trainer needs model.name 'monodepth', got {model_config.name!r}")
-    if train_config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    nets = build_model(model_config)
+    if train_config.precision not in PRECISIONS:
+        raise ValueError(
+            f"train.precision must be one of {', '.join(PRECISIONS)}; got {train_config.precision!r}"
+        )
+    # The networks are built under the requested policy; the global policy is restored afterwards so that
+    # later models in the same process (evaluation, export, tests) are not silently built in low precision.
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(train_config.precision)
+    try:
+        nets = build_model(model_config)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     schedule = step_decay_schedule(
         train_config.learning_rate, total_steps, train_config.lr_decay_at, train_config.lr_decay_factor,
         train_config.lr_warmup_steps,

@@ -69,6 +69,14 @@ def validate_video_batch_spec(element_spec: dict, multiple: int = 32, segmentati
             raise ValueError(f"batch {key!r} has shape {element_spec[key].shape}, 'image' has {shape}")
 
 
+def _all_layers(model):
+    """Every layer of ``model``, descending into nested models."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
 class SelfSupervisedDepthModel(keras.Model):
     """Owns the depth, pose and (optional) segmentation networks; ``fit()`` trains them together.
 
@@ -153,12 +161,26 @@ class SelfSupervisedDepthModel(keras.Model):
         return out
 
     def compile(self, optimizer="adam", **kwargs):
+        # Networks built under mixed_float16 need loss scaling against gradient underflow. Keras only wraps the
+        # optimiser automatically when the *trainer's* policy is mixed_float16, so wrap both optimisers here.
+        if self._uses_float16():
+            optimizer = keras.optimizers.get(optimizer)
+            if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            if self.segmentation_optimizer is not None and not isinstance(
+                self.segmentation_optimizer, keras.optimizers.LossScaleOptimizer
+            ):
+                self.segmentation_optimizer = keras.optimizers.LossScaleOptimizer(self.segmentation_optimizer)
         super().compile(optimizer=optimizer, **kwargs)
         # Build the optimisers' slots now, inside the strategy scope, not lazily in the first replica step
         # (stack_notes.md: otherwise the first distributed step fails with a placeholder error).
         self.optimizer.build(self._main_variables())
         if self.segmentation_optimizer is not None:
             self.segmentation_optimizer.build(self.segmentation_net.trainable_variables)
+
+    def _uses_float16(self):
+        nets = [n for n in (self.depth_net, self.pose_net, self.segmentation_net) if n is not None]
+        return any(layer.compute_dtype == "float16" for net in nets for layer in _all_layers(net))
 
     def _main_variables(self):
         variables = list(self.depth_net.trainable_variables) + list(self.pose_net.trainable_variables)
@@ -269,16 +291,21 @@ class SelfSupervisedDepthModel(keras.Model):
     # ------------------------------------------------------------------------------------------------ steps
     def train_step(self, data):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
+        main_vars = self._main_variables()
+        seg_vars = list(self.segmentation_net.trainable_variables) if self.segmentation_optimizer is not None else []
+        with tf.GradientTape(persistent=bool(seg_vars)) as tape:
             terms = self.compute_losses(data, training=True)
             # The Keras 3 TF optimizer SUMS gradients over replicas: scale the per-replica mean (DESIGN.md).
             scaled = terms["loss"] / tf.cast(replicas, tf.float32)
-        main_vars = self._main_variables()
-        seg_vars = list(self.segmentation_net.trainable_variables) if self.segmentation_optimizer is not None else []
-        grads = tape.gradient(scaled, main_vars + seg_vars)
-        self.optimizer.apply_gradients(zip(grads[: len(main_vars)], main_vars))
+            # Loss scaling for mixed_float16 (identity otherwise): each optimiser scales the loss with its own
+            # factor and its apply_gradients divides it out again (LossScaleOptimizer).
+            main_loss = self.optimizer.scale_loss(scaled)
+            seg_loss = self.segmentation_optimizer.scale_loss(scaled) if seg_vars else None
+        self.optimizer.apply_gradients(zip(tape.gradient(main_loss, main_vars), main_vars))
         if seg_vars:
-            self.segmentation_optimizer.apply_gradients(zip(grads[len(main_vars):], seg_vars))
+            # Only the U-Net's part of the graph is traversed again (the gradient is pruned to seg_vars).
+            self.segmentation_optimizer.apply_gradients(zip(tape.gradient(seg_loss, seg_vars), seg_vars))
+            del tape
         return self._update_trackers(terms)
 
     def test_step(self, data):
