@@ -69,14 +69,6 @@ def validate_video_batch_spec(element_spec: dict, multiple: int = 32, segmentati
             raise ValueError(f"batch {key!r} has shape {element_spec[key].shape}, 'image' has {shape}")
 
 
-def _all_layers(model):
-    """Every layer of ``model``, descending into nested models."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
 class SelfSupervisedDepthModel(keras.Model):
     """Owns the depth, pose and (optional) segmentation networks; ``fit()`` trains them together.
 
@@ -179,8 +171,9 @@ class SelfSupervisedDepthModel(keras.Model):
             self.segmentation_optimizer.build(self.segmentation_net.trainable_variables)
 
     def _uses_float16(self):
+        # Each network takes the dtype policy that was global when it was built (train.precision).
         nets = [n for n in (self.depth_net, self.pose_net, self.segmentation_net) if n is not None]
-        return any(layer.compute_dtype == "float16" for net in nets for layer in _all_layers(net))
+        return any(net.compute_dtype == "float16" for net in nets)
 
     def _main_variables(self):
         variables = list(self.depth_net.trainable_variables) + list(self.pose_net.trainable_variables)
