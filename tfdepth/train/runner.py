@@ -75,6 +75,7 @@ def build_self_supervised_trainer(model_config, loss_config, train_config, total
         segmentation_input=model_config.segmentation_input,
         segmentation_weight_map=loss_config.segmentation_weight_map,
         segmentation_optimizer=segmentation_optimizer,
+        automask_warmup_steps=loss_config.automask_warmup_steps,
     )
     trainer.compile(optimizer=optimizer)
     return trainer
