@@ -108,7 +108,7 @@ class LossConfig:
     smoothness: float = 1e-3  # lambda, divided by 2^s per scale as Monodepth2
     segmentation: float = 5e-4  # alpha of L_b; used only when model.segmentation is true
     automask: bool = True
-    automask_warmup_steps: int = 0  # auto-masking off for the first N steps (not in the paper; train/self_supervised.py)
+    automask_warmup_steps: int = 0  # auto-masking off for the first N steps (not in the paper; self_supervised.py)
     min_reprojection: bool = True  # false = average over sources (--avg_reprojection)
     full_res_multiscale: bool = True  # false = Monodepth1-style loss at each scale's resolution (--v1_multiscale)
     segmentation_w0: float = 10.0  # U-Net weight map (B.3, interpretation)

@@ -143,7 +143,8 @@ class SelfSupervisedDepthModel(keras.Model):
         self.segmentation_input = segmentation_input
         self.segmentation_weight_map = bool(segmentation_weight_map)
         self.segmentation_optimizer = segmentation_optimizer
-        if isinstance(automask_warmup_steps, bool) or not isinstance(automask_warmup_steps, int) or automask_warmup_steps < 0:
+        warmup = automask_warmup_steps
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise ValueError(
                 f"automask_warmup_steps must be a non-negative integer (0 = off), got {automask_warmup_steps!r}"
             )
