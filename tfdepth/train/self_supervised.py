@@ -145,10 +145,8 @@ class SelfSupervisedDepthModel(keras.Model):
         self.segmentation_optimizer = segmentation_optimizer
         warmup = automask_warmup_steps
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(
-                f"automask_warmup_steps must be a non-negative integer (0 = off), got {automask_warmup_steps!r}"
-            )
-        self.automask_warmup_steps = automask_warmup_steps
+            raise ValueError(f"automask_warmup_steps must be a non-negative integer (0 = off), got {warmup!r}")
+        self.automask_warmup_steps = warmup
         self.eval_max_depth = float(eval_max_depth)
         names = ["loss", "photometric", "smoothness", "automask_fraction"]
         if segmentation_net is not None:
