@@ -10,6 +10,7 @@ scale): multiply by a median-scaling ratio, a stereo factor or a camera-height r
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,55 @@ import tensorflow as tf
 from tfdepth.config import load_config
 from tfdepth.models.depth_decoder import disp_to_depth
 
-__all__ = ["DepthPredictor", "DEPTH_NET_FILE"]
+__all__ = ["DepthPredictor", "DEPTH_NET_FILE", "RunInfo", "load_inference_network"]
 
 DEPTH_NET_FILE = "depth_net.keras"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run directory says about its inference network (from its ``config.yaml``)."""
+
+    family: str  # model.name
+    height: int  # network input size
+    width: int
+    depth_kind: str  # "relative" | "metric" (tfdepth.models.inference_heads)
+    input_multiple: int
+    config: object  # the run's ExperimentConfig
+
+
+def load_inference_network(run_dir: str | os.PathLike):
+    """``(network, RunInfo)`` for a run directory written by ``train.py``, for any family.
+
+    ``network``: float32 image ``[B,h,w,3]`` in [0,1] at the network size -> dict with ``depth`` ``[B,h,w,1]``
+    (and ``disparity`` where the family has one); built by the family's ``InferenceSpec`` from the files it saved.
+    """
+    import keras
+
+    import tfdepth.models  # noqa: F401  (registers the serializable model classes)
+    from tfdepth.models.inference_heads import get_inference_spec
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{config_path} not found: --run-dir must be a directory written by train.py (it holds config.yaml)"
+        )
+    config = load_config(config_path)
+    spec = get_inference_spec(config.model.name)
+    networks = {}
+    for role, file_name in spec.files.items():
+        path = run_dir / file_name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: the run in {run_dir} has not finished training (train.py writes {file_name} "
+                "at the end; rerun it with the same --run-dir to resume)"
+            )
+        networks[role] = keras.saving.load_model(path, compile=False)
+    network = spec.build(networks, config.model)
+    info = RunInfo(config.model.name, config.data.height, config.data.width, spec.depth_kind, spec.input_multiple,
+                   config)
+    return network, info
 
 
 class DepthPredictor:

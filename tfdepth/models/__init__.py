@@ -6,6 +6,7 @@ not find take the values of the ``monodepth2_resnet18`` preset.
 """
 
 from tfdepth.models.depth_decoder import DepthDecoder, DepthNet, disp_bias_for_depth, disp_to_depth
+from tfdepth.models.inference_heads import INFERENCE_SPECS, InferenceSpec, get_inference_spec
 from tfdepth.models.pose import PoseDecoder, PoseNet
 from tfdepth.models.presets import PRESETS, get_preset
 from tfdepth.models.resnet import ResnetEncoder
@@ -14,7 +15,7 @@ from tfdepth.models.segmentation import SegmentationUNet
 __all__ = [
     "MODEL_BUILDERS", "build_model", "build_monodepth", "DepthDecoder", "DepthNet", "disp_bias_for_depth",
     "disp_to_depth", "PoseDecoder", "PoseNet", "ResnetEncoder", "SegmentationUNet", "load_torchvision_resnet_weights",
-    "PRESETS", "get_preset",
+    "PRESETS", "get_preset", "INFERENCE_SPECS", "InferenceSpec", "get_inference_spec",
 ]
 
 # segmentation_input -> U-Net input channels: disparity (1) or disparity + RGB image (1 + 3).
