@@ -124,6 +124,9 @@ class TrainConfig:
     epochs: int = 20
     steps_per_epoch: int | None = None  # None = one pass over the training split
     learning_rate: float = 1e-4
+    # adam = Adam as PyTorch computes it (the originals' optimiser) | keras_adam | adamw (train/optimizers.py)
+    optimizer: str = "adam"
+    optimizer_epsilon: float | None = None  # None = the optimiser's default (1e-8 adam, 1e-7 keras_adam/adamw)
     lr_decay_at: float = 0.75  # fraction of training after which the LR is multiplied by lr_decay_factor
     lr_decay_factor: float = 0.1
     lr_warmup_steps: int = 0  # linear LR warm-up (not in the paper; train/schedules.py says why)

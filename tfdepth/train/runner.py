@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tfdepth.models import build_model
 from tfdepth.train.callbacks import DepthImageLogger, TrainingCheckpoint, make_checkpoint
+from tfdepth.train.optimizers import make_optimizer
 from tfdepth.train.schedules import step_decay_schedule
 from tfdepth.train.self_supervised import SelfSupervisedDepthModel
 
@@ -48,15 +49,17 @@ def build_self_supervised_trainer(model_config, loss_config, train_config, total
         train_config.learning_rate, total_steps, train_config.lr_decay_at, train_config.lr_decay_factor,
         train_config.lr_warmup_steps,
     )
-    optimizer = keras.optimizers.Adam(schedule)
+    optimizer = make_optimizer(train_config.optimizer, schedule, epsilon=train_config.optimizer_epsilon)
     segmentation_optimizer = None
     if nets.get("segmentation") is not None:
         # SegDepth B.4: the U-Net has its own Adam (1e-3, same step decay) on the gradients of the same loss.
-        segmentation_optimizer = keras.optimizers.Adam(
+        segmentation_optimizer = make_optimizer(
+            train_config.optimizer,
             step_decay_schedule(
                 train_config.segmentation_learning_rate, total_steps, train_config.lr_decay_at,
                 train_config.lr_decay_factor, train_config.lr_warmup_steps,
-            )
+            ),
+            epsilon=train_config.optimizer_epsilon,
         )
     trainer = SelfSupervisedDepthModel(
         nets["depth"],

@@ -1,0 +1,59 @@
+"""TorchAdam against hand-computed PyTorch Adam updates (tiny and normal gradients), and Keras' form for contrast."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfdepth.train.optimizers import TorchAdam, make_optimizer
+
+
+def torch_adam_reference(w0, grads, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """torch.optim.Adam (amsgrad=False, no weight decay), written from its documented algorithm, in float64."""
+    w, m, v = float(w0), 0.0, 0.0
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        w -= lr * m_hat / (math.sqrt(v_hat) + eps)
+    return w
+
+
+def run(optimizer, w0, grads):
+    var = tf.Variable([w0], dtype=tf.float32)
+    optimizer.build([var])
+    for g in grads:
+        optimizer.apply_gradients([(tf.constant([g], tf.float32), var)])
+    return float(var.numpy()[0])
+
+
+@pytest.mark.parametrize("grad", [1e-8, 4e-8, 1e-6, 0.3])
+def test_one_update_equals_pytorch(grad):
+    lr = 1e-4
+    expected = torch_adam_reference(0.5, [grad], lr)
+    got = run(TorchAdam(lr), 0.5, [grad])
+    # Step 1 of PyTorch's Adam: w - lr * g / (|g| + eps), worked by hand for the tiny gradient 1e-8: a step of lr/2.
+    if grad == 1e-8:
+        assert expected == pytest.approx(0.5 - lr * 0.5, rel=1e-12)
+    assert got == pytest.approx(expected, abs=2e-8)  # float32 resolution at 0.5 is 6e-8
+
+
+def test_several_updates_follow_pytorch_and_keras_form_lags():
+    rng = np.random.default_rng(0)
+    grads = list(rng.normal(0, 4e-8, 50))
+    lr = 1e-3
+    w0 = 0.0
+    expected = torch_adam_reference(w0, grads, lr)
+    ours = run(TorchAdam(lr), w0, grads)
+    keras_form = run(make_optimizer("keras_adam", lr), w0, grads)
+    assert ours == pytest.approx(expected, rel=1e-4, abs=1e-9)
+    # Keras' epsilon (1e-7, before bias correction) dwarfs gradients of 4e-8: its 50 steps move far less.
+    assert abs(keras_form - w0) < 0.5 * abs(expected - w0)
+
+
+def test_make_optimizer_rejects_unknown_names():
+    with pytest.raises(ValueError, match="train.optimizer"):
+        make_optimizer("sgd", 1e-3)
+    assert isinstance(make_optimizer("adam", 1e-3), TorchAdam)
+    assert make_optimizer("adam", 1e-3).epsilon == pytest.approx(1e-8)

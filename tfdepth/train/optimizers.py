@@ -1,0 +1,71 @@
+"""Optimisers of the trainer core, chosen by ``train.optimizer``.
+
+``adam`` is :class:`TorchAdam`, Adam as PyTorch computes it (``torch.optim.Adam``, which Monodepth2, the RSN code and
+SDDR train with). Keras' Adam and PyTorch's differ only in where epsilon enters (Kingma & Ba 2015, Algorithm 1,
+writes PyTorch's form)::
+
+    PyTorch:  w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)          eps = 1e-8
+    Keras:    w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)           eps = 1e-7
+
+Both are the same expression with Keras' epsilon equal to PyTorch's ``eps * sqrt(1 - b2^t)``, so TorchAdam is
+Keras' update with that epsilon. The difference matters when gradients are small against epsilon: a freshly
+initialised depth decoder's gradients are 1e-8..1e-6, where Keras' step is 2% of PyTorch's at step 1 and 32% still
+at step 1,120 (measured on the default config; ``stack_notes.md`` has the derivation). ``keras_adam`` keeps Keras'
+form (what runs trained before this option existed used). ``adamw`` is Keras' AdamW (decoupled weight decay).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = ["TorchAdam", "OPTIMIZERS", "make_optimizer"]
+
+OPTIMIZERS = ("adam", "keras_adam", "adamw")
+
+
+@keras.saving.register_keras_serializable(package="tfdepth")
+class TorchAdam(keras.optimizers.Adam):
+    """Adam with PyTorch's epsilon placement (module docstring); default ``epsilon`` 1e-8 as ``torch.optim.Adam``.
+
+    Same slots (``momentum``, ``velocity``) as ``keras.optimizers.Adam``, so checkpoints of either load into the other.
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, amsgrad=False,
+                 name="torch_adam", **kwargs):
+        super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                         amsgrad=amsgrad, name=name, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        gradient = ops.cast(gradient, dtype)
+        step = ops.cast(self.iterations + 1, dtype)
+        bias_1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
+        bias_2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        if self.amsgrad:
+            v_max = self._velocity_hats[self._get_variable_index(variable)]
+            self.assign(v_max, ops.maximum(v_max, v))
+            v = v_max
+        # PyTorch: lr / bias_1 * m / (sqrt(v / bias_2) + eps)
+        denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bias_2)), ops.cast(self.epsilon, dtype))
+        self.assign_sub(variable, ops.divide(ops.multiply(m, lr / bias_1), denominator))
+
+
+def make_optimizer(name: str, learning_rate, *, epsilon: float | None = None, weight_decay: float = 0.0):
+    """The optimiser ``name`` (one of :data:`OPTIMIZERS`) with ``learning_rate`` (a float or a schedule).
+
+    ``epsilon`` None takes each optimiser's own default (PyTorch's 1e-8 for ``adam``, Keras' 1e-7 otherwise).
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
+    kwargs = {} if epsilon is None else {"epsilon": float(epsilon)}
+    if name == "adam":
+        return TorchAdam(learning_rate, weight_decay=weight_decay or None, **kwargs)
+    if name == "keras_adam":
+        return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None, **kwargs)
+    return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **kwargs)
