@@ -26,11 +26,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from tfdepth.config import ConfigError
-    from tfdepth.experiment import evaluate_run
+    from tfdepth.experiment import RunError, evaluate_run
 
     try:
         metrics = evaluate_run(args.run_dir, split=args.split, output=args.output, max_scenes=args.max_scenes)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, RunError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2, sort_keys=True))

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
 
     try:
         metrics = run_training(config, run_dir, max_steps=args.steps, evaluate=not args.no_eval)
-    except (RunError, ValueError, FileNotFoundError) as err:
+    except (RunError, ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if metrics:

@@ -9,6 +9,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -37,3 +39,110 @@ def mirrored_strategy():
 def rng():
     """A fresh, seeded numpy Generator per test."""
     return np.random.default_rng(1234)
+
+
+# ------------------------------------------------------------------------------------------- shared helpers
+# Used by several test files through the fixtures below (test files never import from each other).
+
+VIDEO_H, VIDEO_W = 64, 192
+
+
+def make_video_batch(seed=0, batch=2, static_camera=False, segmentation=False, H=VIDEO_H, W=VIDEO_W):
+    """A batch of (t-1, t, t+1) triplets rendered by the synthetic engine at H x W."""
+    from tfdepth.data.synthetic import render_sequence
+    from tfdepth.train.targets import segmentation_targets_fn
+
+    samples = []
+    for b in range(batch):
+        seq = render_sequence("street", seed + b, 3, H, W, static_camera=static_camera)
+        images = seq["image"].astype(np.float32) / 255.0
+        sample = {
+            "image": images[1],
+            "image_prev": images[0],
+            "image_next": images[2],
+            "intrinsics": seq["intrinsics"].astype(np.float32),
+            "depth": seq["depth"][1][..., None],
+            "semantic": seq["semantic"][1].astype(np.int32),
+            "instance": seq["instance"][1].astype(np.int32),
+        }
+        samples.append(sample)
+    out = {k: tf.constant(np.stack([s[k] for s in samples])) for k in samples[0]}
+    if segmentation:
+        from tfdepth.data.synthetic import FOREGROUND_CLASS_IDS
+
+        fn = segmentation_targets_fn(FOREGROUND_CLASS_IDS)
+        per = [fn({k: v[i] for k, v in out.items()}) for i in range(batch)]
+        out["seg_mask"] = tf.stack([p["seg_mask"] for p in per])
+        out["seg_weight"] = tf.stack([p["seg_weight"] for p in per])
+    return out
+
+
+@pytest.fixture
+def video_batch():
+    """``video_batch(seed=0, batch=2, static_camera=False, segmentation=False)``: synthetic triplet batches."""
+    return make_video_batch
+
+
+RESNET_BLOCKS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
+
+
+def torchvision_shapes(depth, in_channels=3):
+    """torch state_dict key -> shape for torchvision resnet{depth} (without fc), from the architecture."""
+    kind, blocks = RESNET_BLOCKS[depth]
+    exp = 1 if kind == "basic" else 4
+    shapes = {"conv1.weight": (64, in_channels, 7, 7)}
+
+    def bn(prefix, c):
+        for field in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{prefix}.{field}"] = (c,)
+
+    bn("bn1", 64)
+    inplanes = 64
+    for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
+        for i in range(n):
+            p = f"layer{stage}.{i}"
+            stride = 2 if (i == 0 and stage > 1) else 1
+            if kind == "basic":
+                convs = [(planes, inplanes, 3), (planes, planes, 3)]
+            else:
+                convs = [(planes, inplanes, 1), (planes, planes, 3), (planes * 4, planes, 1)]
+            for j, (o, c, k) in enumerate(convs, start=1):
+                shapes[f"{p}.conv{j}.weight"] = (o, c, k, k)
+                bn(f"{p}.bn{j}", o)
+            if stride != 1 or inplanes != planes * exp:
+                shapes[f"{p}.downsample.0.weight"] = (planes * exp, inplanes, 1, 1)
+                bn(f"{p}.downsample.1", planes * exp)
+            inplanes = planes * exp
+    return shapes
+
+
+def random_state_dict(rng, depth, in_channels=3):
+    sd = {}
+    for key, shape in torchvision_shapes(depth, in_channels).items():
+        if key.endswith(".weight") and len(shape) == 4:
+            fan_in = shape[1] * shape[2] * shape[3]
+            sd[key] = rng.normal(0, np.sqrt(2.0 / fan_in), shape).astype(np.float32)
+        elif key.endswith("running_var"):
+            sd[key] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        elif key.endswith(".weight"):
+            sd[key] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        else:
+            sd[key] = rng.normal(0, 0.1, shape).astype(np.float32)
+    return sd
+
+
+def write_npz(path, sd, extra=True):
+    arrays = dict(sd)
+    if extra:  # present in real torchvision checkpoints; must be ignored by the loader
+        arrays["fc.weight"] = np.zeros((1000, 512), np.float32)
+        arrays["fc.bias"] = np.zeros((1000,), np.float32)
+        arrays["bn1.num_batches_tracked"] = np.array(7)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def torchvision_resnet():
+    """Random torchvision-layout ResNet state dicts: ``.shapes(depth)``, ``.random_state_dict(rng, depth)``,
+    ``.write_npz(path, sd)``."""
+    return types.SimpleNamespace(shapes=torchvision_shapes, random_state_dict=random_state_dict, write_npz=write_npz)

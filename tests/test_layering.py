@@ -35,7 +35,11 @@ ALLOWED_IMPORTS = {
     "io": set(),
     "evaluation": {"geometry", "metrics", "models", "inference", "config", "viz", "io"},
     "experiment": {"config", "data", "train", "models", "losses", "geometry", "metrics", "viz", "io", "inference",
-                   "export", "evaluation", "layers"},
+                   "export", "evaluation", "layers", "recipes", "ops"},
+    # recipes: one module per family composing data + train + evaluation (DESIGN.md); only experiment, the CLIs
+    # and users' scripts import them.
+    "recipes": {"config", "data", "train", "models", "losses", "geometry", "metrics", "viz", "io", "inference",
+                "export", "evaluation", "layers", "ops"},
 }
 EXEMPT = {"tfdepth/__init__.py"}  # the lazy public surface imports models, config and inference by design
 BANNED_ANYWHERE = {"tensorflow_addons"}

@@ -10,7 +10,6 @@ from tfdepth.models.depth_decoder import DepthNet
 from tfdepth.models.pose import PoseNet
 from tfdepth.models.segmentation import SegmentationUNet
 
-from test_models_resnet import random_state_dict, write_npz
 
 
 def test_registry_and_unknown_name():
@@ -44,9 +43,9 @@ def test_bad_segmentation_input_is_rejected():
         build_model({"name": "monodepth", "segmentation": True, "segmentation_input": "rgb"})
 
 
-def test_encoder_weights_are_loaded_when_configured(tmp_path, rng):
-    sd = random_state_dict(rng, 18)
-    path = str(write_npz(tmp_path / "resnet18.npz", sd))
+def test_encoder_weights_are_loaded_when_configured(tmp_path, rng, torchvision_resnet):
+    sd = torchvision_resnet.random_state_dict(rng, 18)
+    path = str(torchvision_resnet.write_npz(tmp_path / "resnet18.npz", sd))
     nets = build_model({"name": "monodepth", "encoder_weights": path, "pose_encoder_weights": path})
     hwio = sd["conv1.weight"].transpose(2, 3, 1, 0)
     np.testing.assert_array_equal(nets["depth"].encoder.get_layer("conv1").kernel.numpy(), hwio)

@@ -15,61 +15,6 @@ BLOCKS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottle
 
 
 # ----------------------------------------------------------------------------------------- torchvision naming
-def torchvision_shapes(depth, in_channels=3):
-    """torch state_dict key -> shape for torchvision resnet{depth} (without fc), from the architecture."""
-    kind, blocks = BLOCKS[depth]
-    exp = 1 if kind == "basic" else 4
-    shapes = {"conv1.weight": (64, in_channels, 7, 7)}
-
-    def bn(prefix, c):
-        for field in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{prefix}.{field}"] = (c,)
-
-    bn("bn1", 64)
-    inplanes = 64
-    for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
-        for i in range(n):
-            p = f"layer{stage}.{i}"
-            stride = 2 if (i == 0 and stage > 1) else 1
-            if kind == "basic":
-                convs = [(planes, inplanes, 3), (planes, planes, 3)]
-            else:
-                convs = [(planes, inplanes, 1), (planes, planes, 3), (planes * 4, planes, 1)]
-            for j, (o, c, k) in enumerate(convs, start=1):
-                shapes[f"{p}.conv{j}.weight"] = (o, c, k, k)
-                bn(f"{p}.bn{j}", o)
-            if stride != 1 or inplanes != planes * exp:
-                shapes[f"{p}.downsample.0.weight"] = (planes * exp, inplanes, 1, 1)
-                bn(f"{p}.downsample.1", planes * exp)
-            inplanes = planes * exp
-    return shapes
-
-
-def random_state_dict(rng, depth, in_channels=3):
-    sd = {}
-    for key, shape in torchvision_shapes(depth, in_channels).items():
-        if key.endswith(".weight") and len(shape) == 4:
-            fan_in = shape[1] * shape[2] * shape[3]
-            sd[key] = rng.normal(0, np.sqrt(2.0 / fan_in), shape).astype(np.float32)
-        elif key.endswith("running_var"):
-            sd[key] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-        elif key.endswith(".weight"):
-            sd[key] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-        else:
-            sd[key] = rng.normal(0, 0.1, shape).astype(np.float32)
-    return sd
-
-
-def write_npz(path, sd, extra=True):
-    arrays = dict(sd)
-    if extra:  # present in real torchvision checkpoints; must be ignored by the loader
-        arrays["fc.weight"] = np.zeros((1000, 512), np.float32)
-        arrays["fc.bias"] = np.zeros((1000,), np.float32)
-        arrays["bn1.num_batches_tracked"] = np.array(7)
-    np.savez(path, **arrays)
-    return path
-
-
 # ------------------------------------------------------------------------------------- numpy torch reference
 def np_conv(x, w, stride, pad):
     """torch.nn.functional.conv2d (no bias) on NHWC ``x`` with OIHW ``w``."""
@@ -115,7 +60,7 @@ def np_resnet(x, sd, depth):
 
 # ------------------------------------------------------------------------------------------------------ tests
 @pytest.mark.parametrize("depth", [18, 34])
-def test_encoder_shapes_channels_and_param_count(depth):
+def test_encoder_shapes_channels_and_param_count(depth, torchvision_resnet):
     enc = ResnetEncoder(depth)
     out = enc(np.zeros((2, 64, 96, 3), np.float32))
     assert list(out) == ["f0", "f1", "f2", "f3", "f4"]
@@ -124,7 +69,7 @@ def test_encoder_shapes_channels_and_param_count(depth):
         assert tuple(out[f"f{i}"].shape) == (2, 64 // 2 ** (i + 1), 96 // 2 ** (i + 1), c)
     trainable = sum(int(np.prod(w.shape)) for w in enc.trainable_weights)
     # torchvision's parameter count (buffers excluded) from the independent architecture description.
-    torch_count = sum(int(np.prod(s)) for k, s in torchvision_shapes(depth).items() if "running" not in k)
+    torch_count = sum(int(np.prod(s)) for k, s in torchvision_resnet.shapes(depth).items() if "running" not in k)
     assert trainable == torch_count
     assert trainable == {18: 11_176_512, 34: 21_284_672}[depth]  # torchvision resnet minus its 1000-way fc
 
@@ -139,12 +84,12 @@ def test_resnet50_shapes_on_tiny_input():
 
 
 @pytest.mark.parametrize("depth", [18, 50])
-def test_loaded_encoder_matches_numpy_torchvision_reference(tmp_path, rng, depth):
+def test_loaded_encoder_matches_numpy_torchvision_reference(tmp_path, rng, depth, torchvision_resnet):
     """Loads random torchvision-named weights and compares every feature with the NumPy torch reference: checks
     the OIHW->HWIO conversion, BN mapping, and PyTorch-exact padding/alignment of strided convs and max-pool."""
-    sd = random_state_dict(rng, depth)
+    sd = torchvision_resnet.random_state_dict(rng, depth)
     enc = ResnetEncoder(depth, sync_batchnorm=False)
-    n = load_torchvision_resnet_weights(enc, write_npz(tmp_path / "w.npz", sd))
+    n = load_torchvision_resnet_weights(enc, torchvision_resnet.write_npz(tmp_path / "w.npz", sd))
     assert n == len(sd)
     x = rng.uniform(0, 1, (2, 64, 96, 3)).astype(np.float32)
     got = enc(x, training=False)
@@ -155,10 +100,10 @@ def test_loaded_encoder_matches_numpy_torchvision_reference(tmp_path, rng, depth
         np.testing.assert_allclose(g, ref[i], atol=2e-5 * scale, rtol=0, err_msg=f"f{i}")
 
 
-def test_weight_loading_sets_kernels_and_bn_statistics(tmp_path, rng):
-    sd = random_state_dict(rng, 18)
+def test_weight_loading_sets_kernels_and_bn_statistics(tmp_path, rng, torchvision_resnet):
+    sd = torchvision_resnet.random_state_dict(rng, 18)
     enc = ResnetEncoder(18)
-    load_torchvision_resnet_weights(enc, write_npz(tmp_path / "w.npz", sd))
+    load_torchvision_resnet_weights(enc, torchvision_resnet.write_npz(tmp_path / "w.npz", sd))
     np.testing.assert_array_equal(enc.get_layer("conv1").kernel.numpy(), sd["conv1.weight"].transpose(2, 3, 1, 0))
     ds = enc.get_layer("layer3_0_downsample_0").kernel.numpy()
     np.testing.assert_array_equal(ds, sd["layer3.0.downsample.0.weight"].transpose(2, 3, 1, 0))
@@ -169,10 +114,10 @@ def test_weight_loading_sets_kernels_and_bn_statistics(tmp_path, rng):
     np.testing.assert_array_equal(bn.moving_variance.numpy(), sd["layer2.1.bn2.running_var"])
 
 
-def test_two_image_encoder_gets_tiled_and_halved_conv1(tmp_path, rng):
-    sd = random_state_dict(rng, 18)
+def test_two_image_encoder_gets_tiled_and_halved_conv1(tmp_path, rng, torchvision_resnet):
+    sd = torchvision_resnet.random_state_dict(rng, 18)
     enc = ResnetEncoder(18, num_input_images=2)
-    load_torchvision_resnet_weights(enc, write_npz(tmp_path / "w.npz", sd))
+    load_torchvision_resnet_weights(enc, torchvision_resnet.write_npz(tmp_path / "w.npz", sd))
     k = enc.get_layer("conv1").kernel.numpy()
     assert k.shape == (7, 7, 6, 64)
     hwio = sd["conv1.weight"].transpose(2, 3, 1, 0)
@@ -186,25 +131,25 @@ def test_two_image_encoder_gets_tiled_and_halved_conv1(tmp_path, rng):
                                single(x, training=False)["f4"].numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_weight_loading_errors_name_the_problem(tmp_path, rng):
+def test_weight_loading_errors_name_the_problem(tmp_path, rng, torchvision_resnet):
     enc = ResnetEncoder(18)
     before = enc.get_layer("conv1").kernel.numpy().copy()
     with pytest.raises(FileNotFoundError, match=r"nope\.npz.*convert"):
         load_torchvision_resnet_weights(enc, tmp_path / "nope.npz")
 
-    sd = random_state_dict(rng, 18)
+    sd = torchvision_resnet.random_state_dict(rng, 18)
     renamed = dict(sd)
     renamed["layer1.0.conv9.weight"] = renamed.pop("layer1.0.conv1.weight")
     with pytest.raises(ValueError, match=r"missing keys: layer1\.0\.conv1\.weight.*unexpected keys: layer1\.0\.conv9"):
-        load_torchvision_resnet_weights(enc, write_npz(tmp_path / "renamed.npz", renamed))
+        load_torchvision_resnet_weights(enc, torchvision_resnet.write_npz(tmp_path / "renamed.npz", renamed))
 
     bad_shape = dict(sd)
     bad_shape["layer2.0.conv2.weight"] = np.zeros((128, 64, 3, 3), np.float32)
     with pytest.raises(ValueError, match=r"shape mismatch for layer2\.0\.conv2\.weight"):
-        load_torchvision_resnet_weights(enc, write_npz(tmp_path / "shape.npz", bad_shape))
+        load_torchvision_resnet_weights(enc, torchvision_resnet.write_npz(tmp_path / "shape.npz", bad_shape))
 
     with pytest.raises(ValueError, match="resnet18"):  # a resnet34 file into a resnet18 encoder
-        load_torchvision_resnet_weights(enc, write_npz(tmp_path / "r34.npz", random_state_dict(rng, 34)))
+        load_torchvision_resnet_weights(enc, torchvision_resnet.write_npz(tmp_path / "r34.npz", torchvision_resnet.random_state_dict(rng, 34)))
     # Nothing was written by the failed loads.
     np.testing.assert_array_equal(enc.get_layer("conv1").kernel.numpy(), before)
 

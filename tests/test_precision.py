@@ -6,9 +6,8 @@ import pytest
 import tensorflow as tf
 
 from tfdepth.config import load_config
-from tfdepth.train.runner import build_self_supervised_trainer
+from tfdepth.recipes.monodepth import trainer_from_config
 
-from test_self_supervised import video_batch
 
 
 def _trainer(precision, segmentation=False, learning_rate=1e-3):
@@ -16,7 +15,7 @@ def _trainer(precision, segmentation=False, learning_rate=1e-3):
     if segmentation:
         overrides.append("model.segmentation=true")
     cfg = load_config("configs/default.yaml", overrides)
-    return build_self_supervised_trainer(cfg.model, cfg.loss, cfg.train, total_steps=100)
+    return trainer_from_config(cfg, total_steps=100)
 
 
 def _kernels(trainer):
@@ -42,7 +41,7 @@ def test_mixed_precision_builds_low_precision_nets_and_restores_the_policy(preci
 
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_step_updates_like_float32(precision):
+def test_mixed_precision_step_updates_like_float32(precision, video_batch):
     # Adam's first update is lr * g / (|g| + 1e-7): for the many small gradients of a deep net (median |g| of the
     # depth net's kernels is about 1e-9 here) it is proportional to g. So the update sizes show whether the
     # gradients reached the optimiser at their true scale: float16 without loss scaling (LossScaleOptimizer

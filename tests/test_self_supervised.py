@@ -5,39 +5,10 @@ import pytest
 import keras
 import tensorflow as tf
 
-from tfdepth.data.synthetic import render_sequence
 from tfdepth.models import build_model
 from tfdepth.train.self_supervised import SelfSupervisedDepthModel, validate_video_batch_spec
-from tfdepth.train.targets import segmentation_targets_fn
 
 H, W = 64, 192
-
-
-def video_batch(seed=0, batch=2, static_camera=False, segmentation=False):
-    """A batch of (t-1, t, t+1) triplets rendered by the synthetic engine at H x W."""
-    samples = []
-    for b in range(batch):
-        seq = render_sequence("street", seed + b, 3, H, W, static_camera=static_camera)
-        images = seq["image"].astype(np.float32) / 255.0
-        sample = {
-            "image": images[1],
-            "image_prev": images[0],
-            "image_next": images[2],
-            "intrinsics": seq["intrinsics"].astype(np.float32),
-            "depth": seq["depth"][1][..., None],
-            "semantic": seq["semantic"][1].astype(np.int32),
-            "instance": seq["instance"][1].astype(np.int32),
-        }
-        samples.append(sample)
-    out = {k: tf.constant(np.stack([s[k] for s in samples])) for k in samples[0]}
-    if segmentation:
-        from tfdepth.data.synthetic import FOREGROUND_CLASS_IDS
-
-        fn = segmentation_targets_fn(FOREGROUND_CLASS_IDS)
-        per = [fn({k: v[i] for k, v in out.items()}) for i in range(batch)]
-        out["seg_mask"] = tf.stack([p["seg_mask"] for p in per])
-        out["seg_weight"] = tf.stack([p["seg_weight"] for p in per])
-    return out
 
 
 def make_trainer(segmentation=False, **kwargs):
@@ -45,7 +16,7 @@ def make_trainer(segmentation=False, **kwargs):
     return SelfSupervisedDepthModel(nets["depth"], nets["pose"], nets.get("segmentation"), **kwargs)
 
 
-def test_gradients_reach_every_trainable_weight():
+def test_gradients_reach_every_trainable_weight(video_batch):
     batch = video_batch(segmentation=True)
     trainer = make_trainer(segmentation=True)
     variables = trainer.trainable_variables
@@ -71,7 +42,7 @@ class FixedMotionTrainer(SelfSupervisedDepthModel):
         return {-1: T, 1: tf.linalg.inv(T)}
 
 
-def test_static_camera_is_masked_by_automasking():
+def test_static_camera_is_masked_by_automasking(video_batch):
     static = video_batch(static_camera=True)
     nets = build_model({"name": "monodepth"})
     trainer = FixedMotionTrainer(nets["depth"], nets["pose"])
@@ -88,7 +59,7 @@ def test_static_camera_is_masked_by_automasking():
     assert no_mask_terms["photometric"].numpy() > 10 * terms["photometric"].numpy()
 
 
-def test_a_few_steps_lower_the_loss():
+def test_a_few_steps_lower_the_loss(video_batch):
     batch = video_batch(seed=3)
     trainer = make_trainer()
     trainer.compile(optimizer=keras.optimizers.Adam(5e-4))
@@ -99,7 +70,7 @@ def test_a_few_steps_lower_the_loss():
     assert after < before, (before, after)
 
 
-def test_mirrored_step_equals_single_device_step(mirrored_strategy):
+def test_mirrored_step_equals_single_device_step(mirrored_strategy, video_batch):
     """One step on 2 replicas (2 samples each) == one step on the global batch of 4 (loss and weights)."""
     if len(tf.config.list_logical_devices("CPU")) < 2:
         raise RuntimeError("conftest.py must configure 2 logical CPUs before TensorFlow initialises")
@@ -149,7 +120,7 @@ def test_unknown_encoder_depth_is_rejected():
         build_model({"name": "monodepth", "encoder_depth": 20})
 
 
-def test_automask_warmup_counts_every_pixel_until_it_ends():
+def test_automask_warmup_counts_every_pixel_until_it_ends(video_batch):
     """loss.automask_warmup_steps: before step N the loss equals the automask=False loss (a static camera is not
     masked); from step N on it equals the plain auto-masked loss."""
     static = video_batch(static_camera=True)

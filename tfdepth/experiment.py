@@ -1,135 +1,181 @@
-"""Experiment glue shared by train.py, evaluate.py and the benchmarks: config -> data -> trainer -> files.
+"""The one runner for every family: config -> recipe -> data -> trainer -> run directory.
 
-This is the one module (besides the CLIs) that composes the layers: it may import data, train, evaluation and
-inference. The layers themselves stay independent (DESIGN.md).
+Used by ``train.py``, ``evaluate.py`` and the benchmarks; family-specific work is the recipe's
+(``tfdepth.recipes``). A run directory holds:
 
-A run directory holds: ``config.yaml`` (resolved), ``checkpoints/`` (per-epoch training state; resumable),
-``logs/`` (TensorBoard), ``depth_net.keras`` and ``pose_net.keras`` (written atomically at the end), and
-``metrics.json`` (test split).
+* ``config.yaml``: the resolved config, written once when the run starts and never rewritten;
+* ``run.json``: the run's step plan (epochs, steps per epoch, total) and status (``training`` | ``complete``);
+* ``checkpoints/``: the latest complete training state (resumable; see ``tfdepth.train.runner``);
+* ``logs/``: TensorBoard; ``<role>_net.keras``: the trained networks, written atomically at the end;
+* ``metrics.json``: the test split with the family's protocol (absent when the split has no ground truth).
+
+Rerunning ``train.py`` on a run directory resumes it when the config and step plan are the same, says so and does
+nothing when the run is complete, and refuses before touching anything when they differ (naming the keys).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
 
-__all__ = ["RunError", "run_training", "evaluate_run"]
+__all__ = ["RunError", "run_training", "evaluate_run", "plan_steps"]
+
+RUN_STATE_FILE = "run.json"
 
 
 class RunError(RuntimeError):
     """A run cannot start or continue; the message says why and what to do."""
 
 
-def _check_sizes(config):
-    for name in ("height", "width"):
-        value = getattr(config.data, name)
-        if value <= 0 or value % 32:
-            raise RunError(
-                f"data.{name}={value} is not a positive multiple of 32 (the ResNet encoder's output stride, A.2); "
-                f"use e.g. --set data.{name}={max(32, round(value / 32) * 32)}"
-            )
+def plan_steps(epochs: int, steps_per_epoch: int, max_steps: int | None = None) -> tuple[int, int]:
+    """(epochs, steps per epoch) of a run; a ``max_steps`` cap shortens each epoch so epochs x steps <= the cap."""
+    if max_steps is not None and max_steps < epochs * steps_per_epoch:
+        epochs = max(1, math.ceil(max_steps / steps_per_epoch))
+        steps_per_epoch = max(1, max_steps // epochs)
+    return epochs, steps_per_epoch
 
 
-def _segmentation_map_fn(config):
-    if not config.model.segmentation:
+def _read_state(run_dir: Path) -> dict | None:
+    path = run_dir / RUN_STATE_FILE
+    if not path.is_file():
         return None
-    from tfdepth.data.factory import foreground_class_ids
-    from tfdepth.train.targets import segmentation_targets_fn
-
-    return segmentation_targets_fn(
-        foreground_class_ids(config.data),
-        w0=config.loss.segmentation_w0,
-        sigma=config.loss.segmentation_sigma,
-        class_balance=config.loss.segmentation_class_balance,
-        weight_map=config.loss.segmentation_weight_map,
-    )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunError(f"{path} is not valid JSON ({err}); it was not written by train.py, or was edited") from None
 
 
-def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: bool = True, verbose="auto") -> dict:
-    """Train the configured model into ``run_dir`` and (optionally) evaluate it on the test split."""
+def _check_existing_run(run_dir: Path, config):
+    """The stored config of an existing run directory (None for a new one); RunError when it differs."""
+    from tfdepth.config import ConfigError, config_differences, load_config
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--run-dir {run_dir} is a file, not a directory; choose another path")
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        if run_dir.is_dir() and any(p.name != "logs" for p in run_dir.iterdir()):
+            raise RunError(f"--run-dir {run_dir} exists and holds files but no config.yaml: it is not a tfdepth run; "
+                           "choose a new or empty directory")
+        return None
+    try:
+        stored = load_config(config_path)
+    except ConfigError as err:
+        raise RunError(f"{run_dir} holds a run whose config.yaml cannot be read ({err}); use a new --run-dir") from None
+    differences = config_differences(stored, config)
+    if differences:
+        shown = ", ".join(differences[:8]) + (" ..." if len(differences) > 8 else "")
+        raise RunError(
+            f"{run_dir} holds a run with a different config ({shown} differ); nothing was changed. Resume it with "
+            f"the same config, or start a new run with another --run-dir"
+        )
+    return stored
+
+
+def _configure_determinism(train_config):
+    import keras
     import tensorflow as tf
 
-    from tfdepth.config import save_config
-    from tfdepth.data.factory import steps_per_epoch as count_steps
-    from tfdepth.data.factory import video_dataset
-    from tfdepth.inference import DEPTH_NET_FILE
-    from tfdepth.io import atomic_write_json
-    from tfdepth.train.runner import build_self_supervised_trainer, fit_trainer, save_network_atomic
-    from tfdepth.train.self_supervised import validate_video_batch_spec
-    from tfdepth.train.strategy import make_strategy
+    keras.utils.set_random_seed(train_config.seed)
+    if train_config.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
-    _check_sizes(config)
+
+def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: bool = True, verbose="auto",
+                 log=print) -> dict:
+    """Train the configured family into ``run_dir`` (resuming it if it exists) and evaluate it on the test split.
+
+    Returns the test metrics (``{}`` when ``evaluate`` is false or the split has no ground truth).
+    """
+    from tfdepth.config import ConfigError, save_config
+    from tfdepth.io import atomic_write_json
+    from tfdepth.recipes import get_recipe
+    from tfdepth.train.runner import NonFiniteError, fit_trainer, save_networks
+    from tfdepth.train.strategy import is_chief, make_strategy
+
+    try:
+        recipe = get_recipe(config.model.name)
+        recipe.check_config(config)
+    except (ConfigError, ValueError) as err:
+        raise RunError(str(err)) from None
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    tf.keras.utils.set_random_seed(config.train.seed)
+    stored = _check_existing_run(run_dir, config)
+    try:
+        strategy = make_strategy(config.train.strategy, config.train.gpus)
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    chief = is_chief(strategy)
+    _configure_determinism(config.train)
 
     started = time.time()
-    map_fn = _segmentation_map_fn(config)
-    train_ds = video_dataset(config.data, "train", training=True, map_fn=map_fn, repeat=True)
-    val_ds = video_dataset(config.data, "validation", training=False, map_fn=map_fn, repeat=True)
-    validate_video_batch_spec(train_ds.element_spec, segmentation=config.model.segmentation)
+    data = recipe.datasets(config)
+    epochs, steps = plan_steps(config.train.epochs, data.steps_per_epoch, max_steps)
+    total = epochs * steps
+    plan = {"family": config.model.name, "epochs": epochs, "steps_per_epoch": steps, "total_steps": total}
+    state = _read_state(run_dir) if stored is not None else None
+    if state is not None and any(state.get(k) != v for k, v in plan.items()):
+        raise RunError(
+            f"{run_dir} holds a run planned as {state.get('epochs')} epochs x {state.get('steps_per_epoch')} steps; "
+            f"this call plans {epochs} x {steps} (a different --steps or data size); nothing was changed. Resume "
+            "it with the same --steps, or start a new run with another --run-dir"
+        )
+    if state is not None and state.get("status") == "complete":
+        log(f"the run in {run_dir} is complete ({total} steps); nothing to train. Start a new run with another "
+            "--run-dir to train again")
+        metrics_path = run_dir / "metrics.json"
+        return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    if stored is None and chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    if chief:
+        atomic_write_json(run_dir / RUN_STATE_FILE, {**plan, "status": "training"})
 
-    steps = config.train.steps_per_epoch or count_steps(config.data, "train")
-    epochs = config.train.epochs
-    if max_steps is not None and max_steps < epochs * steps:
-        # A cap on the total: as many full epochs as needed, each shortened so that epochs * steps <= max_steps.
-        epochs = max(1, math.ceil(max_steps / steps))
-        steps = max(1, max_steps // epochs)
-    total_steps = epochs * steps
-
-    strategy = make_strategy(config.train.strategy)
     with strategy.scope():
-        trainer = build_self_supervised_trainer(config.model, config.loss, config.train, total_steps)
-    sample = next(iter(val_ds.take(1)))["image"].numpy() if config.train.log_images else None
-    fit_trainer(
-        trainer,
-        run_dir,
-        train_ds,
-        val_ds,
-        epochs=epochs,
-        steps_per_epoch=steps,
-        validation_steps=config.train.validation_steps,
-        sample_images=sample,
-        keep_checkpoints=config.train.keep_checkpoints,
-        verbose=verbose,
-    )
-    save_network_atomic(trainer.depth_net, run_dir / DEPTH_NET_FILE)
-    save_network_atomic(trainer.pose_net, run_dir / "pose_net.keras")
+        trainer = recipe.build_trainer(config, total, monitor=data.validation_has_depth)
+    if not data.validation_has_depth:
+        log("the validation split has no ground-truth depth: depth metrics are not monitored")
+    try:
+        fit_trainer(
+            trainer, run_dir, data.train, data.validation,
+            epochs=epochs, steps_per_epoch=steps, validation_steps=config.train.validation_steps or None,
+            sample_images=data.sample_images, checkpoint_every_steps=config.train.checkpoint_every_steps,
+            keep_checkpoints=config.train.keep_checkpoints, chief=chief, verbose=verbose, log=log,
+        )
+    except NonFiniteError as err:
+        raise RunError(str(err)) from None
+    save_networks(trainer, run_dir, chief=chief)
     train_seconds = time.time() - started
+    if not chief:
+        return {}
+    atomic_write_json(run_dir / RUN_STATE_FILE, {**plan, "status": "complete"})
     if not evaluate:
         return {}
-    metrics = evaluate_run(run_dir, split=config.eval.split)
-    metrics["train_seconds"] = round(train_seconds, 1)
-    metrics["train_steps"] = int(total_steps)
+    metrics = recipe.evaluate(run_dir, config, split=config.eval.split)
+    if metrics is None:
+        log(f"depth evaluation skipped: the {config.eval.split!r} split has no ground-truth depth, so no depth "
+            "metric is claimed (add depth/ maps to evaluate; README, Custom data)")
+        return {}
+    metrics = {"split": config.eval.split, **metrics, "train_seconds": round(train_seconds, 1),
+               "train_steps": int(total)}
     atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
 
 
 def evaluate_run(run_dir, *, split: str = "test", output=None, max_scenes: int | None = None) -> dict:
-    """Evaluate a finished run directory (depth with the KITTI protocol; pose ATE on synthetic data)."""
-    import itertools
-
-    import keras
-
+    """Evaluate a finished run directory with its family's protocol on ``split``."""
     from tfdepth.config import load_config
-    from tfdepth.data.factory import eval_sequences
-    from tfdepth.evaluation import evaluate_sequences
-    from tfdepth.inference import DepthPredictor
     from tfdepth.io import atomic_write_json
+    from tfdepth.recipes import get_recipe
 
     run_dir = Path(run_dir)
-    predictor = DepthPredictor.from_run_dir(run_dir)
-    config = load_config(run_dir / "config.yaml")
-    pose_path = run_dir / "pose_net.keras"
-    pose_net = keras.saving.load_model(pose_path, compile=False) if pose_path.is_file() else None
-    sequences = eval_sequences(config.data, split)
-    if max_scenes is not None:
-        sequences = itertools.islice(sequences, max_scenes)
-    metrics = evaluate_sequences(
-        predictor, sequences, config.eval, pose_net=pose_net, network_size=(config.data.height, config.data.width)
-    )
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: --run-dir must be a directory written by train.py")
+    config = load_config(config_path)
+    metrics = get_recipe(config.model.name).evaluate(run_dir, config, split=split, max_scenes=max_scenes)
+    if metrics is None:
+        raise RunError(f"the {split!r} split of this run's data has no ground-truth depth: nothing to evaluate")
     metrics = {"split": split, **metrics}
     if output is not None:
         atomic_write_json(Path(output), metrics)

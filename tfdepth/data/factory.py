@@ -20,7 +20,7 @@ from tfdepth.data.synthetic import FOREGROUND_CLASS_IDS
 from tfdepth.data.synthetic_scenes import build_synthetic, make_config
 
 __all__ = ["DATASETS", "synthetic_builder", "video_dataset", "num_video_samples", "eval_sequences",
-           "foreground_class_ids", "steps_per_epoch"]
+           "foreground_class_ids", "steps_per_epoch", "has_depth"]
 
 DATASETS = ("synthetic", "kitti", "folders")
 SPLITS = ("train", "validation", "test")
@@ -118,6 +118,18 @@ def video_dataset(data_config, split, *, training: bool, map_fn=None, repeat: bo
         drop_remainder=training,
         repeat=repeat,
     )
+
+
+def has_depth(data_config, split) -> bool:
+    """Whether ``split`` carries ground-truth depth: synthetic always; KITTI for validation/test (Velodyne or the
+    camera export); folders when any video of the split has a ``depth/`` file."""
+    _check(data_config, split)
+    if data_config.dataset == "synthetic":
+        return True
+    if data_config.dataset == "kitti":
+        return split != "train"
+    videos = scan_folders(Path(data_config.root) / split, intrinsics=data_config.intrinsics)
+    return any(f is not None for v in videos for f in v.depth_files)
 
 
 def eval_sequences(data_config, split="test"):

@@ -170,6 +170,8 @@ def _intrinsics_for(spec, hw, source: str) -> np.ndarray:
     arr = np.asarray(spec, np.float64)
     if arr.size == 4:
         fx_n, fy_n, cx_n, cy_n = arr.ravel()
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{source}: normalised intrinsics must be finite numbers, got {arr.ravel().tolist()}")
         if fx_n <= 0 or fy_n <= 0:
             raise ValueError(f"{source}: normalised fx, fy must be > 0, got {arr.ravel().tolist()}")
         return np.array([[fx_n * width, 0, cx_n * width - 0.5], [0, fy_n * height, cy_n * height - 0.5], [0, 0, 1]])

@@ -41,12 +41,13 @@ def least_squares_scale_shift_tf(pred, ref, mask, eps=1e-6):
 
 
 def _masked_median(values, valid):
-    """Median of ``values`` [B,N] over ``valid`` per row (the lower middle element for even counts)."""
+    """Median of ``values`` [B,N] over ``valid`` per row (numpy's: the mean of the two middle values if even)."""
     big = tf.where(valid, values, tf.fill(tf.shape(values), float("inf")))
     ordered = tf.sort(big, axis=1)
     count = tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
-    index = tf.maximum((count - 1) // 2, 0)
-    return tf.gather(ordered, index[:, None], batch_dims=1)[:, 0]
+    low = tf.gather(ordered, tf.maximum((count - 1) // 2, 0)[:, None], batch_dims=1)[:, 0]
+    high = tf.gather(ordered, tf.maximum(count // 2, 0)[:, None], batch_dims=1)[:, 0]
+    return 0.5 * (low + high)
 
 
 def align_depth_tf(pred, gt, mask, alignment):

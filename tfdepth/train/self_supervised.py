@@ -25,23 +25,22 @@ network finds the direction of travel within a few dozen steps (measured on synt
 over the first 60 steps 0.035-0.041 in four runs, against 0.27 and 0.38 with the mask on). The mask then does its
 real job (static frames, objects moving with the camera) for the rest of training.
 
-Distribution: the per-replica mean loss is divided by ``num_replicas_in_sync`` before the gradient, because the
-Keras 3 TF optimizer sums gradients across replicas (DESIGN.md, stack_notes.md).
+Distribution, precision, optimizer groups, the finite check and validation monitoring are the trainer core's
+(``tfdepth/train/base.py``); this module writes the loss and how depth is read from the outputs.
 """
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
-from tfdepth.geometry import inverse_warp, pose_vec_to_matrix, scale_intrinsics
+from tfdepth.geometry import inverse_warp, pose_vec_to_matrix
 from tfdepth.losses.photometric import min_reprojection, photometric_error
 from tfdepth.losses.segmentation import weighted_cross_entropy
 from tfdepth.losses.smoothness import edge_aware_smoothness
-from tfdepth.metrics import depth_errors_tf, median_scale_tf
 from tfdepth.models.depth_decoder import disp_to_depth
+from tfdepth.train.base import DepthTrainer
 
-__all__ = ["SelfSupervisedDepthModel", "validate_video_batch_spec", "REQUIRED_KEYS"]
+__all__ = ["SelfSupervisedDepthModel", "validate_video_batch_spec", "REQUIRED_KEYS", "scale_intrinsics_original"]
 
 REQUIRED_KEYS = ("image", "image_prev", "image_next", "intrinsics")
 SOURCE_FRAMES = (-1, 1)  # Monodepth2 frame_ids [0, -1, 1]
@@ -79,13 +78,15 @@ def validate_video_batch_spec(element_spec: dict, multiple: int = 32, segmentati
             raise ValueError(f"batch {key!r} has shape {element_spec[key].shape}, 'image' has {shape}")
 
 
-class SelfSupervisedDepthModel(keras.Model):
+class SelfSupervisedDepthModel(DepthTrainer):
     """Owns the depth, pose and (optional) segmentation networks; ``fit()`` trains them together.
 
-    Args:
+    Built on :class:`tfdepth.train.base.DepthTrainer` (replica scaling, precision, optimizer groups, finite check,
+    validation monitoring with per-image median scaling). Args:
         depth_net: image [B,H,W,3] -> dict ``disp_0..disp_k`` (sigmoid disparities, scale s at H/2^s).
         pose_net: two frames [B,H,W,6] in temporal order -> dict ``axisangle``, ``translation`` ([B,1,3]).
-        segmentation_net: optional U-Net, disparity (+ image) -> logits [B,H,W,K].
+        segmentation_net: optional U-Net, disparity (+ image) -> logits [B,H,W,K]; with its own optimizer pass
+            ``compile(group_optimizers={"segmentation": ...})`` (SegDepth: Adam 1e-3), else the main one steps it.
         scales: disparity scales used in the loss.
         min_depth, max_depth: range of ``disp_to_depth`` (A.3).
         photometric_weight, smoothness_weight, segmentation_weight: mu, lambda, alpha of B.4.
@@ -93,8 +94,9 @@ class SelfSupervisedDepthModel(keras.Model):
         automask, min_reprojection, full_res_multiscale: the Monodepth2 contributions (positive flags; A.9).
         segmentation_input: "disparity" or "disparity_and_image" (U-Net input, B.1).
         segmentation_weight_map: use the batch's ``seg_weight`` map (U-Net weighting) or plain CE.
-        segmentation_optimizer: optimiser for the U-Net (SegDepth: Adam 1e-3); None = the main optimiser.
         automask_warmup_steps: auto-masking starts after this many steps (module docstring); 0 = paper.
+        **core: keyword arguments of ``DepthTrainer`` (monitor_alignment, monitor_min/max_depth, monitor,
+            on_nonfinite).
     """
 
     def __init__(
@@ -115,18 +117,20 @@ class SelfSupervisedDepthModel(keras.Model):
         full_res_multiscale=True,
         segmentation_input="disparity",
         segmentation_weight_map=True,
-        segmentation_optimizer=None,
         automask_warmup_steps=0,
-        eval_max_depth=80.0,
         name="self_supervised_depth",
-        **kwargs,
+        **core,
     ):
-        super().__init__(name=name, **kwargs)
         if segmentation_input not in ("disparity", "disparity_and_image"):
             raise ValueError(f"segmentation_input must be 'disparity' or 'disparity_and_image', got {segmentation_input!r}")
         scales = tuple(int(s) for s in scales)
         if not scales or min(scales) < 0:
             raise ValueError(f"scales must be non-negative integers, got {scales}")
+        warmup = automask_warmup_steps
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"automask_warmup_steps must be a non-negative integer (0 = off), got {warmup!r}")
+        terms = ("photometric", "smoothness", "automask_fraction") + (("segmentation",) if segmentation_net else ())
+        super().__init__(loss_terms=terms, name=name, **core)
         self.depth_net = depth_net
         self.pose_net = pose_net
         self.segmentation_net = segmentation_net
@@ -142,22 +146,30 @@ class SelfSupervisedDepthModel(keras.Model):
         self.full_res_multiscale = bool(full_res_multiscale)
         self.segmentation_input = segmentation_input
         self.segmentation_weight_map = bool(segmentation_weight_map)
-        self.segmentation_optimizer = segmentation_optimizer
-        warmup = automask_warmup_steps
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"automask_warmup_steps must be a non-negative integer (0 = off), got {warmup!r}")
         self.automask_warmup_steps = warmup
-        self.eval_max_depth = float(eval_max_depth)
-        names = ["loss", "photometric", "smoothness", "automask_fraction"]
-        if segmentation_net is not None:
-            names.append("segmentation")
-        self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
-        self._eval_trackers = {n: keras.metrics.Mean(name=n) for n in ("abs_rel", "a1")}
 
-    # ------------------------------------------------------------------------------------------------ Keras API
+    # ------------------------------------------------------------------------------------------------ core API
+    def networks(self):
+        nets = {"depth": self.depth_net, "pose": self.pose_net}
+        if self.segmentation_net is not None:
+            nets["segmentation"] = self.segmentation_net
+        return nets
+
+    def variable_groups(self):
+        groups = {"main": list(self.depth_net.trainable_variables) + list(self.pose_net.trainable_variables)}
+        if self.segmentation_net is not None:
+            groups["segmentation"] = list(self.segmentation_net.trainable_variables)
+        return groups
+
     @property
-    def metrics(self):
-        return list(self._trackers.values()) + list(self._eval_trackers.values())
+    def segmentation_optimizer(self):
+        """The U-Net's own optimizer, if it has one (SegDepth B.4)."""
+        return self.group_optimizers.get("segmentation")
+
+    def monitor_depth(self, batch):
+        """Depth of ``disp_0`` at the network's input size (the core resizes it to the ground truth's)."""
+        disp = self.depth_net(self._aug(batch, "image"), training=False)["disp_0"]
+        return disp_to_depth(tf.cast(disp, tf.float32), self.min_depth, self.max_depth)[1]
 
     def call(self, inputs, training=False):
         """Depth prediction for an image batch (the part used at inference): dict of disparities and depths."""
@@ -167,35 +179,6 @@ class SelfSupervisedDepthModel(keras.Model):
         for s in self.scales:
             out[f"depth_{s}"] = disp_to_depth(disps[f"disp_{s}"], self.min_depth, self.max_depth)[1]
         return out
-
-    def compile(self, optimizer="adam", **kwargs):
-        # Networks built under mixed_float16 need loss scaling against gradient underflow. Keras only wraps the
-        # optimiser automatically when the *trainer's* policy is mixed_float16, so wrap both optimisers here.
-        if self._uses_float16():
-            optimizer = keras.optimizers.get(optimizer)
-            if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            if self.segmentation_optimizer is not None and not isinstance(
-                self.segmentation_optimizer, keras.optimizers.LossScaleOptimizer
-            ):
-                self.segmentation_optimizer = keras.optimizers.LossScaleOptimizer(self.segmentation_optimizer)
-        super().compile(optimizer=optimizer, **kwargs)
-        # Build the optimisers' slots now, inside the strategy scope, not lazily in the first replica step
-        # (stack_notes.md: otherwise the first distributed step fails with a placeholder error).
-        self.optimizer.build(self._main_variables())
-        if self.segmentation_optimizer is not None:
-            self.segmentation_optimizer.build(self.segmentation_net.trainable_variables)
-
-    def _uses_float16(self):
-        # Each network takes the dtype policy that was global when it was built (train.precision).
-        nets = [n for n in (self.depth_net, self.pose_net, self.segmentation_net) if n is not None]
-        return any(net.compute_dtype == "float16" for net in nets)
-
-    def _main_variables(self):
-        variables = list(self.depth_net.trainable_variables) + list(self.pose_net.trainable_variables)
-        if self.segmentation_net is not None and self.segmentation_optimizer is None:
-            variables += list(self.segmentation_net.trainable_variables)
-        return variables
 
     # ------------------------------------------------------------------------------------------------ losses
     def predict_poses(self, batch, training=False):
@@ -227,12 +210,12 @@ class SelfSupervisedDepthModel(keras.Model):
 
         disps = {k: tf.cast(v, tf.float32) for k, v in self.depth_net(self._aug(batch, "image"), training=training).items()}
         poses = self.predict_poses(batch, training=training)
-        optimizer = getattr(self, "optimizer", None)
-        step = tf.cast(optimizer.iterations if optimizer is not None else 0, tf.int32)
+        step = self.step
 
         identity_full = None
-        if self.automask and self.full_res_multiscale:
-            # Identity reprojection of the unwarped sources, computed once at full resolution (A.6 step 2).
+        if self.automask:
+            # Identity reprojection of the unwarped sources, computed once at full resolution (A.6 step 2); used
+            # by every scale in full-res multi-scale mode and by scale 0 in Monodepth1-style mode.
             identity_full = [photometric_error(sources[f], target, self.ssim_weight) for f in SOURCE_FRAMES]
 
         photometric_total = 0.0
@@ -247,10 +230,12 @@ class SelfSupervisedDepthModel(keras.Model):
                 tgt, srcs, K_s = target, sources, K
                 identity = identity_full
             else:
-                # Monodepth1-style (--v1_multiscale): images and K at scale s.
+                # Monodepth1-style (--v1_multiscale): images and K at scale s. K as the original scales it
+                # (fx/2^s and cx/2^s; the half-pixel reading of tfdepth.geometry.scale_intrinsics would give
+                # (cx + 0.5)/2^s - 0.5, a shift of 0.5 (1 - 2^-s) px).
                 tgt = downscale(target, s)
                 srcs = {f: downscale(v, s) for f, v in sources.items()}
-                K_s = scale_intrinsics(K, 1.0 / 2**s, 1.0 / 2**s)
+                K_s = scale_intrinsics_original(K, s)
                 disp_warp = disp
                 identity = [photometric_error(srcs[f], tgt, self.ssim_weight) for f in SOURCE_FRAMES] if self.automask else None
             _, depth = disp_to_depth(disp_warp, self.min_depth, self.max_depth)
@@ -305,51 +290,12 @@ class SelfSupervisedDepthModel(keras.Model):
         weights = batch.get("seg_weight") if self.segmentation_weight_map else None
         return tf.reduce_mean(weighted_cross_entropy(logits, tf.cast(batch["seg_mask"], tf.int32), weights))
 
-    # ------------------------------------------------------------------------------------------------ steps
-    def train_step(self, data):
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        main_vars = self._main_variables()
-        seg_vars = list(self.segmentation_net.trainable_variables) if self.segmentation_optimizer is not None else []
-        with tf.GradientTape(persistent=bool(seg_vars)) as tape:
-            terms = self.compute_losses(data, training=True)
-            # The Keras 3 TF optimizer SUMS gradients over replicas: scale the per-replica mean (DESIGN.md).
-            scaled = terms["loss"] / tf.cast(replicas, tf.float32)
-            # Loss scaling for mixed_float16 (identity otherwise): each optimiser scales the loss with its own
-            # factor and its apply_gradients divides it out again (LossScaleOptimizer).
-            main_loss = self.optimizer.scale_loss(scaled)
-            seg_loss = self.segmentation_optimizer.scale_loss(scaled) if seg_vars else None
-        self.optimizer.apply_gradients(zip(tape.gradient(main_loss, main_vars), main_vars))
-        if seg_vars:
-            # Only the U-Net's part of the graph is traversed again (the gradient is pruned to seg_vars).
-            self.segmentation_optimizer.apply_gradients(zip(tape.gradient(seg_loss, seg_vars), seg_vars))
-            del tape
-        return self._update_trackers(terms)
 
-    def test_step(self, data):
-        terms = self.compute_losses(data, training=False)
-        if "depth" in data:
-            disp = self.depth_net(self._aug(data, "image"), training=False)["disp_0"]
-            _, pred = disp_to_depth(tf.cast(disp, tf.float32), self.min_depth, self.max_depth)
-            gt = tf.cast(data["depth"], tf.float32)
-            if gt.shape.rank == 3:
-                gt = gt[..., None]
-            mask = tf.logical_and(gt > 1e-3, gt < self.eval_max_depth)
-            errors = median_scaled_errors(gt, pred, mask, self.eval_max_depth)
-            # A batch without valid ground truth (e.g. a folder without depth maps) must not poison the means.
-            has_gt = tf.cast(tf.reduce_any(mask), tf.float32)
-            for name in ("abs_rel", "a1"):
-                value = tf.where(has_gt > 0, errors[name], 0.0)
-                self._eval_trackers[name].update_state(value, sample_weight=has_gt)
-        return self._update_trackers(terms, with_depth_metrics="depth" in data)
-
-    def _update_trackers(self, terms, with_depth_metrics=False):
-        for name, tracker in self._trackers.items():
-            tracker.update_state(terms[name])
-        results = {name: tracker.result() for name, tracker in self._trackers.items()}
-        if with_depth_metrics:  # only validation batches carry ground-truth depth (monitoring, never a loss)
-            for name, tracker in self._eval_trackers.items():
-                results[name] = tracker.result()
-        return results
+def scale_intrinsics_original(K, scale):
+    """K [B,3,3] at scale s as Monodepth2's loader builds it: the first two rows divided by 2^s (``K[0,:] *= W/2^s``
+    on normalised intrinsics), so ``cx_s = cx / 2^s``."""
+    factor = tf.constant([[1.0 / 2**scale], [1.0 / 2**scale], [1.0]], K.dtype)
+    return K * factor
 
 
 def downscale(image, scale):
@@ -362,10 +308,3 @@ def downscale(image, scale):
         return image
     k = 2**scale
     return tf.nn.avg_pool2d(image, ksize=k, strides=k, padding="VALID")
-
-
-def median_scaled_errors(gt, pred, mask, max_depth):
-    """Batch-level median scaling then the standard errors (training-time monitoring only, A.8)."""
-    ratio = median_scale_tf(gt, pred, mask)
-    scaled = tf.clip_by_value(pred * ratio, 1e-3, max_depth)
-    return depth_errors_tf(gt, scaled, mask)
