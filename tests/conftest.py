@@ -146,3 +146,46 @@ def torchvision_resnet():
     """Random torchvision-layout ResNet state dicts: ``.shapes(depth)``, ``.random_state_dict(rng, depth)``,
     ``.write_npz(path, sd)``."""
     return types.SimpleNamespace(shapes=torchvision_shapes, random_state_dict=random_state_dict, write_npz=write_npz)
+
+
+# ------------------------------------------------------------------------------------------- a tiny trained run
+# Overrides that make train.py run in seconds: 64x192 renders and network input, 2+1+1 scenes, batch 2.
+TINY_RUN = [
+    "data.render_height=64", "data.render_width=192", "data.height=64", "data.width=192",
+    "data.train_scenes=2", "data.validation_scenes=1", "data.test_scenes=1", "data.frames_per_scene=5",
+    "data.batch_size=2", "train.validation_steps=1", "train.epochs=1",
+]
+
+
+def tiny_run_args(run_dir, data_dir, *extra):
+    """train.py arguments for a tiny synthetic run into ``run_dir`` (datasets cached under ``data_dir``)."""
+    args = ["--run-dir", str(run_dir), "--set", f"data.data_dir={data_dir}"]
+    for item in TINY_RUN + list(extra):
+        args += ["--set", item]
+    return args
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """One TFDS directory for every tiny run of the session (the synthetic set is built once)."""
+    return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_data_dir):
+    """A finished 2-step run of train.py (config.yaml, run.json, checkpoints, networks, metrics.json)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import train  # noqa: PLC0415
+
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    assert train.main(tiny_run_args(run_dir, tiny_data_dir) + ["--steps", "2"]) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run():
+    """``tiny_run.args(run_dir, data_dir, *overrides)``: train.py arguments for a tiny synthetic run."""
+    return types.SimpleNamespace(args=tiny_run_args, overrides=list(TINY_RUN))

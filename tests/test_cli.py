@@ -15,28 +15,15 @@ import evaluate  # noqa: E402
 import predict  # noqa: E402
 import train  # noqa: E402
 
-TINY = [
-    "data.render_height=64", "data.render_width=192", "data.height=64", "data.width=192",
-    "data.train_scenes=2", "data.validation_scenes=1", "data.test_scenes=1", "data.frames_per_scene=5",
-    "data.batch_size=2", "train.validation_steps=1", "train.epochs=1",
-]
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cli")
-    run_dir = base / "run"
-    args = ["--run-dir", str(run_dir), "--steps", "2", "--set", f"data.data_dir={base / 'tfds'}"]
-    for item in TINY:
-        args += ["--set", item]
-    assert train.main(args) == 0
-    return run_dir
+# The `trained_run` fixture (a 2-step run of train.py on a tiny synthetic set) lives in conftest.py.
 
 
 def test_train_writes_a_complete_run_directory(trained_run):
-    for name in ("config.yaml", "depth_net.keras", "pose_net.keras", "metrics.json"):
+    for name in ("config.yaml", "run.json", "depth_net.keras", "pose_net.keras", "metrics.json"):
         assert (trained_run / name).is_file(), name
-    assert list((trained_run / "checkpoints").glob("ckpt-1*"))
+    assert json.loads((trained_run / "run.json").read_text())["status"] == "complete"
+    assert sorted(p.name for p in (trained_run / "checkpoints").iterdir() if p.name != "checkpoint") == [
+        "ckpt-2.data-00000-of-00001", "ckpt-2.index"]  # numbered by step; one complete checkpoint kept
     assert list((trained_run / "logs").rglob("events.out.tfevents*"))
     metrics = json.loads((trained_run / "metrics.json").read_text())
     for key in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "ate_mean"):
@@ -59,16 +46,27 @@ def test_predict_handles_files_folders_and_bad_inputs(trained_run, tmp_path, cap
     rng = np.random.default_rng(0)
     cv2.imwrite(str(images / "a.png"), rng.integers(0, 255, (50, 77, 3), dtype=np.uint8))
     cv2.imwrite(str(images / "b.jpg"), rng.integers(0, 255, (120, 90, 3), dtype=np.uint8))
+    ok, jpeg = cv2.imencode(".jpg", rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    (images / "cut.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 2])  # truncated: no end-of-image marker
+    cv2.imwrite(str(images / "a_depth.png"), rng.integers(0, 65535, (50, 77), dtype=np.uint16))  # a depth map
     (images / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "out"
-    code = predict.main(["--run-dir", str(trained_run), str(images), str(tmp_path / "missing.png"), "--out", str(out)])
-    assert code == 1  # some inputs failed, the rest were processed
-    err = capsys.readouterr().err
-    assert "broken.png" in err and "missing.png" in err
+    code = predict.main(["--run-dir", str(trained_run), str(images), str(tmp_path / "missing.png"), "--out", str(out),
+                         "--save", "png,npy,panel"])
+    assert code == 1  # some inputs were skipped, the rest were processed
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("skipped")]
+    for name in ("broken.png", "missing.png", "cut.jpg", "a_depth.png"):
+        assert sum(name in line for line in err) == 1, (name, err)  # one line naming each skipped input
+    assert len(err) == 4
     depth_a, depth_b = np.load(out / "a.npy"), np.load(out / "b.npy")
     assert depth_a.shape == (50, 77) and depth_b.shape == (120, 90)  # the input's resolution
     assert np.all(depth_a > 0) and np.all(np.isfinite(depth_b))
-    assert cv2.imread(str(out / "a.png")).shape == (50, 77, 3)
+    png = cv2.imread(str(out / "a.png"))
+    assert png.shape[0] == 50 and png.shape[1] > 77  # colourised depth + colour bar
+    assert cv2.imread(str(out / "a_panel.png")).shape[1] > 2 * 77
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.png", "a_panel.png", "b.npy", "b.png",
+                                                     "b_panel.png"]
+    assert predict.main(["--run-dir", str(trained_run), str(images / "a.png"), "--out", str(out / "a.npy")]) == 2
 
 
 def test_cli_errors_are_one_line_messages(tmp_path, capsys):

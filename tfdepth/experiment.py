@@ -136,8 +136,9 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
     if not data.validation_has_depth:
         log("the validation split has no ground-truth depth: depth metrics are not monitored")
     try:
+        validation = data.validation if config.train.validation_steps else None  # 0 = no validation
         fit_trainer(
-            trainer, run_dir, data.train, data.validation,
+            trainer, run_dir, data.train, validation,
             epochs=epochs, steps_per_epoch=steps, validation_steps=config.train.validation_steps or None,
             sample_images=data.sample_images, checkpoint_every_steps=config.train.checkpoint_every_steps,
             keep_checkpoints=config.train.keep_checkpoints, chief=chief, verbose=verbose, log=log,
