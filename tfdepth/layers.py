@@ -3,11 +3,14 @@
 Every layer here is registered serializable (package ``tfdepth``) and has ``get_config``, so models built from them
 save to and reload from ``.keras`` files. The layers are written for dynamic spatial sizes (``None`` height/width).
 
-Two export-driven choices (stack_notes.md, "Export"): XNNPACK runs neither TFLite's ``MIRROR_PAD`` nor what
-``UpSampling2D`` lowers to (SHAPE/TILE/RESHAPE), which splits a decoder into many delegate partitions. So
-:class:`ReflectionPad2D` builds the reflection from slices + concat, and :class:`UpsampleNearest2x` uses
-``resize(..., "nearest")``. Both are bit-identical to ``tf.pad(mode="REFLECT")`` and ``UpSampling2D`` respectively
-(tested in ``tests/test_layers.py``).
+Two export-driven choices (stack_notes.md, "Export"): XNNPACK, TFLite's CPU delegate, runs neither ``MIRROR_PAD``
+nor ``RESIZE_NEAREST_NEIGHBOR`` nor what ``UpSampling2D`` lowers to (SHAPE/TILE/RESHAPE); each such op ends a
+delegate partition. So :class:`ReflectionPad2D` builds the reflection from slices + concat (``STRIDED_SLICE`` +
+``CONCATENATION``) and :class:`UpsampleNearest2x` copies the channels four times and rearranges them with
+``depth_to_space`` (``CONCATENATION`` + ``DEPTH_TO_SPACE``). Both are pure copies, bit-identical to
+``tf.pad(mode="REFLECT")`` and ``UpSampling2D`` (tested in ``tests/test_layers.py``); with them the whole
+Monodepth2 depth network is one XNNPACK partition (``tests/test_layers.py``, ``docs/deploy.md``; it was 6 with
+``resize(..., "nearest")`` for the upsampling).
 """
 
 import keras
@@ -192,12 +195,16 @@ class ConvBlock(keras.layers.Layer):
 
 @tf.custom_gradient
 def _upsample_nearest_2x(x):
-    """Forward: resize "nearest" (TFLite RESIZE_NEAREST_NEIGHBOR). Backward: the sum over each 2x2 output block.
+    """Forward: 4 channel copies + ``depth_to_space(2)``. Backward: the sum over each 2x2 output block.
 
-    The gradient is written by hand because TensorFlow's ResizeNearestNeighborGrad has no XLA CPU kernel; the sum of
-    the four copies is its exact value (each input pixel is copied to one 2x2 block), and it compiles under XLA.
+    ``depth_to_space`` with block 2 writes ``out[b, 2i + di, 2j + dj, c] = in[b, i, j, (2 * di + dj) * C + c]``;
+    with the input ``[x, x, x, x]`` along channels every output pixel of the 2x2 block is ``x[b, i, j, c]``, which is
+    nearest-neighbour x2 upsampling, exactly (only copies). It lowers to TFLite's CONCATENATION + DEPTH_TO_SPACE, both
+    run by XNNPACK (RESIZE_NEAREST_NEIGHBOR is not). The gradient is written by hand: each input pixel is copied to
+    one 2x2 block, so its gradient is the sum of the four; this is cheaper than differentiating the concat and it
+    compiles under XLA.
     """
-    y = tf.image.resize(x, tf.shape(x)[1:3] * 2, method="nearest")
+    y = tf.nn.depth_to_space(tf.concat([x, x, x, x], axis=-1), 2)
 
     def grad(dy):
         shape = tf.shape(dy)
@@ -211,9 +218,9 @@ def _upsample_nearest_2x(x):
 class UpsampleNearest2x(keras.layers.Layer):
     """Nearest-neighbour x2 upsampling for dynamic spatial sizes (Monodepth2's ``upsample``, §A.3).
 
-    Uses ``tf.image.resize(..., "nearest")`` with half-pixel centres: output pixel ``o`` reads input
-    ``floor((o + 0.5) / 2) = o // 2``, exactly ``UpSampling2D(interpolation="nearest")``, but lowered to TFLite's
-    RESIZE_NEAREST_NEIGHBOR, which XNNPACK runs (stack_notes.md). Keeps the input dtype.
+    Output pixel ``(o_y, o_x)`` reads input ``(o_y // 2, o_x // 2)``, exactly ``UpSampling2D(interpolation="nearest")``
+    (and ``resize(..., "nearest")`` with half-pixel centres), built from a channel concat and ``depth_to_space`` so
+    that XNNPACK runs it in TFLite (module docstring). Keeps the input dtype.
     """
 
     def call(self, inputs):

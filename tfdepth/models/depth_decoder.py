@@ -36,7 +36,7 @@ from tfdepth.layers import (
 )
 from tfdepth.models.resnet import ResnetEncoder
 
-__all__ = ["DepthDecoder", "DepthNet", "disp_to_depth", "disp_bias_for_depth", "NUM_CH_DEC"]
+__all__ = ["DepthDecoder", "DepthNet", "disp_to_depth", "disp_bias_for_depth", "NUM_CH_DEC", "check_image_input"]
 
 NUM_CH_DEC = (16, 32, 64, 128, 256)  # §A.3
 
@@ -61,6 +61,45 @@ def _check_num_ch_enc(num_ch_enc):
     if len(chans) != 5 or min(chans) < 1:
         raise ValueError(msg)
     return chans
+
+
+_ANY_SIZE_HINT = (
+    "To predict on an image of any size use tfdepth.DepthPredictor.from_run_dir(run_dir) (it resizes to the "
+    "network size and the depth back) or resize it yourself"
+)
+
+
+def check_image_input(inputs, channels, owner, what, multiple=32, minimum=None):
+    """Readable errors for what a raw network cannot take, before Keras converts or traces anything.
+
+    ``inputs`` must be a 4-D ``[B, H, W, channels]`` floating batch in [0, 1] (the value range cannot be checked
+    statically and is not): integer images (uint8 0..255 would be taken as 0..255 "intensities", 255x too bright),
+    a single image without the batch axis, the wrong channel count and H/W that are not multiples of ``multiple``
+    (a concat shape error deep in the decoder otherwise) are ValueErrors that say what to do. Unknown (traced)
+    sizes pass.
+    """
+    shape = getattr(inputs, "shape", None)
+    dtype = getattr(inputs, "dtype", None)
+    if shape is None or dtype is None:
+        return
+    shape = tuple(None if s is None else int(s) for s in shape)
+    name = keras.backend.standardize_dtype(dtype)
+    if "int" in name or name == "bool":
+        raise ValueError(
+            f"{owner} takes float images in [0, 1], got dtype {name}: divide by 255 first "
+            f"(image.astype('float32') / 255), or use tfdepth.DepthPredictor, which takes uint8 images of any size."
+        )
+    if len(shape) != 4:
+        hint = " (one image? add the batch axis: image[None])" if len(shape) == 3 else ""
+        raise ValueError(f"{owner} takes a batch of {what} [B, H, W, {channels}] (float in [0, 1]), got shape "
+                         f"{shape}{hint}.")
+    if shape[-1] is not None and shape[-1] != channels:
+        raise ValueError(f"{owner} takes a batch of {what} [B, H, W, {channels}] (float in [0, 1]), got "
+                         f"{shape[-1]} channels (shape {shape}).")
+    try:
+        check_multiple_on_call(inputs, multiple, owner, minimum=minimum)
+    except ValueError as err:
+        raise ValueError(f"{err} {_ANY_SIZE_HINT}.") from None
 
 
 def disp_to_depth(disp, min_depth=0.1, max_depth=100.0):
@@ -161,7 +200,11 @@ class DepthNet(keras.Model):
 
     A :class:`ResnetEncoder` (attribute ``encoder``) followed by a :class:`DepthDecoder` (attribute ``decoder``).
     H and W must be multiples of 32 (§A.2) and at least 64 (the decoder reflection-pads the stride-32 feature);
-    ``height``/``width`` optionally fix them statically (e.g. for export).
+    ``height``/``width`` optionally fix them statically (e.g. for export). The outputs are sigmoid disparities,
+    not depth: :func:`disp_to_depth` (or ``inference_heads.DisparityToDepth``) maps them to depth, and
+    ``tfdepth.DepthPredictor`` does all of it for an image of any size. Integer (uint8) images, a missing batch
+    axis, a channel count other than 3 and sizes that are not multiples of 32 raise a ValueError saying so
+    (:func:`check_image_input`).
     """
 
     def __init__(self, encoder_depth=18, scales=(0, 1, 2, 3), sync_batchnorm=True, height=None, width=None,
@@ -187,6 +230,11 @@ class DepthNet(keras.Model):
         self.height = height
         self.width = width
         self.disp_bias_init = disp_bias_init
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Checked before Keras casts the input to float32 (uint8 would otherwise pass silently, issue 10 item 5).
+        check_image_input(inputs, 3, type(self).__name__, "RGB images", 32, minimum=64)
+        return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs, training=None, mask=None):
         check_multiple_on_call(inputs, 32, type(self).__name__, minimum=64)

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from tfdepth.layers import check_bool, check_hw, check_int, check_multiple_on_call, torch_default_kernel_initializer
+from tfdepth.models.depth_decoder import check_image_input
 from tfdepth.models.resnet import ResnetEncoder
 
 __all__ = ["PoseDecoder", "PoseNet", "PoseVector", "POSE_SCALE"]
@@ -100,7 +101,9 @@ class PoseNet(keras.Model):
     """Two RGB frames stacked in temporal order ``[B, H, W, 6]`` in [0, 1] -> dict ``axisangle``, ``translation``
     ``[B, 1, 3]`` (§A.4, ``separate_resnet`` pose model with ``pose_model_input = pairs``).
 
-    Attributes ``encoder`` (6-channel :class:`ResnetEncoder`) and ``decoder`` (:class:`PoseDecoder`).
+    Attributes ``encoder`` (6-channel :class:`ResnetEncoder`) and ``decoder`` (:class:`PoseDecoder`). Integer
+    frames, a missing batch axis, a channel count other than 6 and sizes that are not multiples of 32 raise a
+    ValueError saying so (``depth_decoder.check_image_input``).
     """
 
     def __init__(self, encoder_depth=18, sync_batchnorm=True, height=None, width=None, name="pose_net", **kwargs):
@@ -121,6 +124,11 @@ class PoseNet(keras.Model):
         self.sync_batchnorm = sync_batchnorm
         self.height = height
         self.width = width
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Checked before Keras casts the input to float32 (uint8 frames would otherwise pass silently).
+        check_image_input(inputs, 6, type(self).__name__, "frame pairs (two RGB frames stacked on channels)", 32)
+        return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs, training=None, mask=None):
         check_multiple_on_call(inputs, 32, type(self).__name__)
