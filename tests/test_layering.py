@@ -40,6 +40,9 @@ ALLOWED_IMPORTS = {
     # and users' scripts import them.
     "recipes": {"config", "data", "train", "models", "losses", "geometry", "metrics", "viz", "io", "inference",
                 "export", "evaluation", "layers", "ops"},
+    # edge_metrics: SDDR's evaluation metrics (D3R, ORD, aligned depth errors); numpy/scipy like metrics, whose
+    # depth errors it reuses.
+    "edge_metrics": {"metrics"},
 }
 EXEMPT = {"tfdepth/__init__.py"}  # the lazy public surface imports models, config and inference by design
 BANNED_ANYWHERE = {"tensorflow_addons"}

@@ -11,12 +11,16 @@ from tfdepth.models.pose import PoseDecoder, PoseNet
 from tfdepth.models.presets import PRESETS, get_preset
 from tfdepth.models.resnet import ResnetEncoder
 from tfdepth.models.segmentation import SegmentationUNet
+from tfdepth.models.sddr import SDDRInference, SDDRNet
+from tfdepth.models.rsn import GenerationModule, RefinementModule, RegionSupportNetwork  # registers the classes
 
 __all__ = [
     "MODEL_BUILDERS", "build_model", "build_monodepth", "DepthDecoder", "DepthNet", "disp_bias_for_depth",
     "disp_to_depth", "PoseDecoder", "PoseNet", "ResnetEncoder", "SegmentationUNet", "load_torchvision_resnet_weights",
     "PRESETS", "get_preset", "INFERENCE_SPECS", "InferenceSpec", "get_inference_spec",
 ]
+__all__ += ["build_sddr", "SDDRNet", "SDDRInference", "SDDR_DEFAULTS"]
+__all__ += ["build_rsn", "RSN_DEFAULTS", "GenerationModule", "RefinementModule", "RegionSupportNetwork"]
 
 # segmentation_input -> U-Net input channels: disparity (1) or disparity + RGB image (1 + 3).
 SEGMENTATION_INPUT_CHANNELS = {"disparity": 1, "disparity_and_image": 4}
@@ -66,6 +70,69 @@ def build_monodepth(model_config):
 
 
 MODEL_BUILDERS = {"monodepth": build_monodepth}
+
+
+# Defaults of the SDDR fields (specs/sddr.md §2.2: the released network; see tfdepth/models/sddr.py).
+SDDR_DEFAULTS = {"height": None, "width": None, "attention_blocks": 8, "token_layout": "joint",
+                 "upsample": "bicubic_align_corners", "drop_path_rate": 0.1}
+
+
+def build_sddr(model_config):
+    """SDDR's refinement network N_r from a config (dict or attribute object): ``{"refine": SDDRNet}``.
+
+    Fields (defaults in ``SDDR_DEFAULTS``): ``height``/``width`` (None = any multiple of 128), ``attention_blocks``
+    (8, the code; the paper says 4), ``token_layout`` ("joint" | "official_reshape"), ``upsample``
+    ("bicubic_align_corners" | "bicubic"), ``drop_path_rate`` (MiT stochastic depth, 0.1).
+    """
+    get = lambda key: _field(model_config, key, SDDR_DEFAULTS[key])  # noqa: E731
+    return {"refine": SDDRNet(**{key: get(key) for key in SDDR_DEFAULTS})}
+
+
+MODEL_BUILDERS["sddr"] = build_sddr
+
+
+# Defaults of the RSN fields (specs/rsn.md §4-§5, the authors' code; see tfdepth/models/rsn.py).
+RSN_DEFAULTS = {"grid": "absolute", "iterations": 3, "sync_batchnorm": True, "height": None, "width": None,
+                "width_multiplier": 1.0, "encoder_weights": None}
+
+
+def build_rsn(model_config):
+    """RSN networks from a config (dict or attribute object); fields and defaults in ``RSN_DEFAULTS``.
+
+    ``grid``: "absolute" (the code's pyramid grids) | "relative" (the paper's fractions of the input);
+    ``iterations``: weight-shared refinement steps (3); ``height``/``width``: None = any even size >= 6;
+    ``width_multiplier``: channel multiplier (1.0 = the original; < 1 only for CPU-sized runs);
+    ``encoder_weights``: optional local torchvision ResNet34 ``.npz`` for the generation module's encoder (opt-in;
+    the original never loaded its ImageNet weights). Returns ``{"generation": GenerationModule, "refinement":
+    RefinementModule, "rsn": RegionSupportNetwork (image -> region_support, depth_iter_k, depth), "rsn_gt_support":
+    RegionSupportNetwork(support_input=True) (image + given region support -> the same keys)}``; the last two share
+    the weights of the first two.
+    """
+    get = lambda key: _field(model_config, key, RSN_DEFAULTS[key])  # noqa: E731
+    grid, sync, height, width = get("grid"), get("sync_batchnorm"), get("height"), get("width")
+    multiplier = get("width_multiplier")
+    if get("encoder_weights") and multiplier != 1.0:
+        raise ValueError(f"model.encoder_weights (ImageNet ResNet34) needs model.width_multiplier 1.0, got "
+                         f"{multiplier}: the narrower network has other shapes.")
+    generation = GenerationModule(grid, sync, height, width, multiplier, name="generation")
+    refinement = RefinementModule(grid, sync, height, width, multiplier, name="refinement")
+    common = {"grid": grid, "iterations": get("iterations"), "sync_batchnorm": sync, "height": height, "width": width,
+              "width_multiplier": multiplier}
+    nets = {
+        "generation": generation,
+        "refinement": refinement,
+        "rsn": RegionSupportNetwork(**common, generation=generation, refinement=refinement, name="rsn"),
+        "rsn_gt_support": RegionSupportNetwork(**common, support_input=True, refinement=refinement,
+                                               name="rsn_gt_support"),
+    }
+    if get("encoder_weights"):
+        from tfdepth.models.weights import load_torchvision_resnet_weights  # noqa: PLC0415 (see __getattr__)
+
+        load_torchvision_resnet_weights(generation, get("encoder_weights"))
+    return nets
+
+
+MODEL_BUILDERS["rsn"] = build_rsn
 
 
 def __getattr__(name):

@@ -11,6 +11,11 @@ Every family registers one :class:`InferenceSpec` in :data:`INFERENCE_SPECS` (ke
 * ``depth_kind``: ``"relative"`` (monocular self-supervised depth is up to an unknown scale) or ``"metric"``
   (metres).
 * ``input_multiple``: H and W of the network input must be multiples of this.
+* ``extra_inputs``: names of additional ``[B, h, w, 1]`` float32 inputs (default ``()``: the network takes the image
+  only). A family with extra inputs builds a network whose input is a dict of exactly these keys, all at the network
+  input size; SDDR's N_r takes no RGB, only the base predictor's depth at a low and a high inference resolution,
+  ``("depth_low", "depth_high")``: the caller (prediction, export) produces them from the image with a base
+  predictor or reads them from files, then resizes them like an image.
 
 The RSN and SDDR families add their entries here; nothing else in prediction or export is family-specific.
 """
@@ -24,7 +29,9 @@ import keras
 
 from tfdepth.models.depth_decoder import disp_to_depth
 
-__all__ = ["InferenceSpec", "INFERENCE_SPECS", "get_inference_spec", "DisparityToDepth", "monodepth_inference_network"]
+__all__ = ["InferenceSpec", "INFERENCE_SPECS", "get_inference_spec", "DisparityToDepth", "monodepth_inference_network",
+           "sddr_inference_network"]
+__all__ += ["rsn_inference_network"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class InferenceSpec:
     build: Callable | None = None
     depth_kind: str = "relative"
     input_multiple: int = 32
+    extra_inputs: tuple = ()
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")
@@ -74,6 +82,13 @@ def monodepth_inference_network(networks, model_config) -> keras.Model:
     return keras.Model(image, outputs, name="monodepth_inference")
 
 
+def sddr_inference_network(networks, model_config) -> keras.Model:
+    """Base maps ``{"depth_low", "depth_high"}`` (any units, min-max normalised inside) -> ``{"depth"}`` (raw D0)."""
+    from tfdepth.models.sddr import SDDRInference  # noqa: PLC0415 (keeps this module light to import)
+
+    return SDDRInference(networks["refine"])
+
+
 INFERENCE_SPECS = {
     "monodepth": InferenceSpec(
         files={"depth": "depth_net.keras"},
@@ -82,6 +97,30 @@ INFERENCE_SPECS = {
         input_multiple=32,
     ),
 }
+INFERENCE_SPECS["sddr"] = InferenceSpec(
+    files={"refine": "sddr_net.keras"},
+    build=sddr_inference_network,
+    depth_kind="relative",  # affine-invariant: D0 is defined up to scale and shift (specs/sddr.md §2.3)
+    input_multiple=128,
+    extra_inputs=("depth_low", "depth_high"),
+)
+
+
+
+def rsn_inference_network(networks, model_config) -> keras.Model:
+    """Image ``[B,h,w,3]`` in [0,1] -> ``{"depth"}`` metres (the last refinement iteration; h, w even, >= 6)."""
+    rsn = networks["rsn"]
+    image = keras.Input((None, None, 3), name="image", dtype="float32")
+    depth = rsn(image, training=False)["depth"]  # BN in inference mode (the original evaluated in training mode)
+    return keras.Model(image, {"depth": depth}, name="rsn_inference")
+
+
+INFERENCE_SPECS["rsn"] = InferenceSpec(
+    files={"rsn": "rsn_net.keras"},
+    build=rsn_inference_network,
+    depth_kind="metric",  # supervised on metric NYU depth (specs/rsn.md)
+    input_multiple=2,  # even H and W (and at least 6): the generation module's stride-2 path (specs/rsn.md item 6)
+)
 
 
 def get_inference_spec(name: str) -> InferenceSpec:

@@ -16,7 +16,7 @@ import keras
 
 from tfdepth.layers import check_bool, check_hw, check_int, check_multiple_on_call
 
-__all__ = ["ResnetEncoder", "RESNET_SPECS"]
+__all__ = ["ResnetEncoder", "RESNET_SPECS", "ResnetLayerBuilder"]
 
 # depth -> (block type, blocks per stage); torchvision's resnet18/34/50.
 RESNET_SPECS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
@@ -39,11 +39,16 @@ class _Builder:
         self.sync = sync_batchnorm
         self.torch_names = {}  # keras layer name -> torchvision module name ("layer1.0.downsample.0")
 
-    def conv(self, x, filters, kernel, stride, torch_name):
+    def conv(self, x, filters, kernel, stride, torch_name, padding=None):
+        """``padding=None``: torchvision's ``kernel // 2``; an int: that explicit symmetric zero padding (RSN's
+        7x7 stem pads 1, spec rsn.md §4)."""
         name = torch_name.replace(".", "_")
-        pad = kernel // 2
-        if pad and stride > 1:
-            x = keras.layers.ZeroPadding2D(pad, name=name + "_pad")(x)
+        if padding is not None:
+            if padding:
+                x = keras.layers.ZeroPadding2D(padding, name=name + "_pad")(x)
+            padding = "valid"
+        elif kernel // 2 and stride > 1:
+            x = keras.layers.ZeroPadding2D(kernel // 2, name=name + "_pad")(x)
             padding = "valid"
         else:
             padding = "same"  # stride 1, odd kernel: TF 'same' is symmetric, identical to torch's padding.
@@ -79,6 +84,10 @@ class _Builder:
             y = self.bn(self.conv(y, out_ch, 1, 1, prefix + ".conv3"), prefix + ".bn3")
         y = keras.layers.Add(name=(prefix + ".add").replace(".", "_"))([y, shortcut])
         return relu(y, "relu_out")
+
+
+# Public name of the block builder for other torchvision-style encoders (RSN's stride-1 ResNet34, spec rsn.md §4).
+ResnetLayerBuilder = _Builder
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")

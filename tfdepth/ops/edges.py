@@ -60,12 +60,10 @@ def replicate_pad_tf(x, pad):
     """
     if pad == 0:
         return x
-    top = tf.repeat(x[:, :1], pad, axis=1)
-    bottom = tf.repeat(x[:, -1:], pad, axis=1)
-    x = tf.concat([top, x, bottom], axis=1)
-    left = tf.repeat(x[:, :, :1], pad, axis=2)
-    right = tf.repeat(x[:, :, -1:], pad, axis=2)
-    return tf.concat([left, x, right], axis=2)
+    rows = [x[:, :1]] * pad + [x] + [x[:, -1:]] * pad  # concat of copies: cheaper to trace than tf.repeat
+    x = tf.concat(rows, axis=1)
+    cols = [x[:, :, :1]] * pad + [x] + [x[:, :, -1:]] * pad
+    return tf.concat(cols, axis=2)
 
 
 def _pad1(x, padding):

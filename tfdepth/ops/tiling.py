@@ -23,6 +23,15 @@ Used by the self-distilled pseudo-labels (``tfdepth.train.self_distillation``) a
   does. Pixels no window covers with a non-zero weight (the outer border rows/columns, where every mask is 0)
   keep the canvas value.
 
+* :func:`refine_windows_tf`: one coarse-to-fine step over a list of windows, shared by the self-distilled labels
+  and two-stage inference: per window the low input is the crop of the step's base estimate (nearest-resized to
+  the window network size, the code's ``transforms.Resize(NEAREST)``), the high input a high-resolution window
+  (given, or cropped from a high-resolution map, bilinear); both are min-max normalised (the official
+  ``inference()``); the network output is bicubic-resized to the crop size and aligned to the base crop by
+  least-squares scale and shift (the code's ``compute_scale_and_shift`` before pasting). [interpretation] The code
+  aligns at the window network size against the nearest-resized base crop; aligning at the crop's own size uses
+  the unresampled base values (the fit is the same up to resampling).
+
 Boxes are python ints (static shapes): windows are cut with static slices and merged with static pads, so the
 graph has no data-dependent shapes and everything runs under ``tf.function``.
 """
@@ -32,7 +41,11 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["window_grid", "feather_mask", "crop_windows_tf", "merge_windows_tf", "RESIZE_METHODS"]
+from tfdepth.ops.align import least_squares_scale_shift_tf
+from tfdepth.ops.edges import minmax_normalize_tf
+
+__all__ = ["window_grid", "feather_mask", "crop_windows_tf", "merge_windows_tf", "refine_windows_tf",
+           "align_affine_tf", "RESIZE_METHODS"]
 
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "area")
 _BOOST_SIZE = 3000  # Boost builds its mask once at 3000x3000 and resizes it (generatemask((3000, 3000)))
@@ -145,6 +158,7 @@ def merge_windows_tf(canvas, windows, boxes):
     Every box must have the window's size ``h x w`` (true for :func:`window_grid`). Returns the new canvas.
     """
     canvas = tf.convert_to_tensor(canvas)
+    windows = tf.cast(tf.convert_to_tensor(windows), canvas.dtype)
     height, width = _static_hw(canvas, "canvas")
     batch = tf.shape(canvas)[0]
     win_h, win_w = _static_hw(windows, "windows")
@@ -159,3 +173,52 @@ def merge_windows_tf(canvas, windows, boxes):
         mask = tf.pad(mask, pads)
         canvas = canvas * (1.0 - mask) + tf.pad(patch, pads) * mask
     return canvas
+
+
+def refine_windows_tf(refine_fn, base, boxes, window_hw, high=None, high_windows=None):
+    """Refined depth windows [len(boxes) * B, h, w, 1] aligned to the crops of ``base`` (module docstring).
+
+    Args:
+        refine_fn: ``(low, high) -> depth``, [N, wh, ww, 1] each, inputs in [0, 1] (N_r in inference mode).
+        base: [B, H, W, 1] the step's base estimate on the canvas.
+        boxes: canvas boxes of equal size (:func:`window_grid`).
+        window_hw: the network size (wh, ww) of the window passes.
+        high: [B, H', W', 1] a high-resolution map to crop (same aspect as the canvas), or
+        high_windows: [len(boxes) * B, wh', ww', 1] window-major high-resolution predictions (e.g. N_d on crops).
+    Returns:
+        ``(windows, base_crops)``, both [len(boxes) * B, h, w, 1]: aligned refined windows and the base crops.
+    """
+    if (high is None) == (high_windows is None):
+        raise ValueError("refine_windows_tf: pass exactly one of high (a map to crop) or high_windows")
+    base = tf.cast(base, tf.float32)
+    canvas = _static_hw(base, "base")
+    window_hw = tuple(window_hw)
+    crop_hw = tuple(boxes[0][2:])
+    base_crops = crop_windows_tf(base, boxes, canvas, crop_hw)
+    low = minmax_normalize_tf(crop_windows_tf(base, boxes, canvas, window_hw, method="nearest"))
+    if high_windows is None:
+        high_windows = crop_windows_tf(tf.cast(high, tf.float32), boxes, canvas, window_hw, method="bilinear")
+    high_windows = tf.cast(high_windows, tf.float32)
+    if tuple(high_windows.shape[1:3]) != window_hw:
+        high_windows = tf.image.resize(high_windows, window_hw, method="bilinear", antialias=True)
+    refined = tf.cast(refine_fn(low, minmax_normalize_tf(high_windows)), tf.float32)
+    if tuple(refined.shape[1:3]) != crop_hw:
+        refined = tf.image.resize(refined, crop_hw, method="bicubic")
+    return align_affine_tf(refined, base_crops), base_crops
+
+
+def align_affine_tf(pred, ref, mask=None):
+    """``scale * pred + shift`` with the per-image least-squares (scale, shift) of ``pred`` onto ``ref`` over ``mask``.
+
+    ``pred`` and ``ref`` are centred on their masked means before the fit (``least_squares_scale_shift_tf``'s normal
+    equations then do not cancel digits in float32: for maps offset far from 0 the error drops from ~1e-4 to
+    ~1e-7); the fitted map is the same.
+    """
+    pred = tf.cast(pred, tf.float32)
+    ref = tf.cast(ref, tf.float32)
+    mask = tf.ones_like(ref) if mask is None else tf.cast(mask, tf.float32)
+    count = tf.maximum(tf.reduce_sum(mask, axis=[1, 2, 3], keepdims=True), 1.0)
+    pred_mean = tf.reduce_sum(mask * pred, axis=[1, 2, 3], keepdims=True) / count
+    ref_mean = tf.reduce_sum(mask * ref, axis=[1, 2, 3], keepdims=True) / count
+    scale, shift = least_squares_scale_shift_tf(pred - pred_mean, ref - ref_mean, mask)
+    return scale * (pred - pred_mean) + shift + ref_mean
