@@ -102,3 +102,35 @@ def test_legacy_mixed_precision_key_still_loads(tmp_path):
     with pytest.raises(ConfigError, match="train.mixed_precision"):
         load_config(write(tmp_path, "train:\n  mixed_precision: fast\n"))
     assert "mixed_precision" not in config_to_dict(load_config())["train"]
+
+
+def test_model_name_selects_the_family_sections(tmp_path):
+    from tfdepth.config import FAMILY_SECTIONS, MonodepthLossConfig
+
+    cfg = load_config(write(tmp_path, "model:\n  name: monodepth\nloss:\n  automask: false\n"))
+    assert isinstance(cfg.loss, MonodepthLossConfig) and cfg.loss.automask is False and cfg.family == "monodepth"
+    with pytest.raises(ConfigError, match="model.name 'nope' is not a model family; known: " + ", ".join(sorted(FAMILY_SECTIONS))):
+        load_config(write(tmp_path, "model:\n  name: nope\n", "b.yaml"))
+    with pytest.raises(ConfigError, match="Did you mean 'smoothness'"):
+        load_config(write(tmp_path, "loss:\n  smothness: 1\n", "c.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [("train.epochs=0", "train.epochs"), ("train.optimizer=sgd", "train.optimizer"),
+     ("train.lr_decay_at=1.5", "train.lr_decay_at"), ("eval.max_depth=0.0001", "eval.max_depth"),
+     ("data.intrinsics=[.nan, 1, 0.5, 0.5]", "data.intrinsics"), ("model.initial_depth=500", "model.initial_depth"),
+     ("train.keep_checkpoints=0", "train.keep_checkpoints"), ("loss.automask_warmup_steps=-1", "loss.automask_warmup_steps")],
+)
+def test_impossible_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_config_differences_name_dotted_keys():
+    from tfdepth.config import config_differences
+
+    a = load_config(None, [])
+    b = load_config(None, ["data.height=128", "loss.automask=false"])
+    assert config_differences(a, b) == ["data.height", "loss.automask"]
+    assert config_differences(a, b, ignore=("loss",)) == ["data.height"]
