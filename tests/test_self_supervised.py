@@ -143,3 +143,53 @@ def test_automask_warmup_counts_every_pixel_until_it_ends(video_batch):
     assert reference_off["photometric"].numpy() > 10 * after["photometric"].numpy()
     with pytest.raises(ValueError, match="automask_warmup_steps"):
         FixedMotionTrainer(nets["depth"], nets["pose"], automask_warmup_steps=-5)
+
+
+def test_scale_intrinsics_original_matches_a_hand_computed_k():
+    """Monodepth2's loader: K normalised by the input size, then row 0 times W // 2^s and row 1 times H // 2^s."""
+    from tfdepth.geometry import scale_intrinsics
+    from tfdepth.train.self_supervised import scale_intrinsics_original
+
+    K = tf.constant([[[111.36, 0.0, 95.5], [0.0, 122.88, 31.5], [0.0, 0.0, 1.0]]])  # 64x192 input
+    # By hand at s = 2 (48x16 pixels): fx 111.36 / 4 = 27.84, cx 95.5 / 4 = 23.875, fy 30.72, cy 7.875.
+    expected = np.array([[27.84, 0.0, 23.875], [0.0, 30.72, 7.875], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(scale_intrinsics_original(K, 2).numpy()[0], expected, rtol=1e-6)
+    # The loader's own arithmetic, written out: normalise by (W, H) = (192, 64), multiply by (192 // 8, 64 // 8).
+    normalised = K.numpy()[0] / np.array([[192.0], [64.0], [1.0]])
+    for s in range(4):
+        loader = normalised * np.array([[192 // 2**s], [64 // 2**s], [1.0]])
+        np.testing.assert_allclose(scale_intrinsics_original(K, s).numpy()[0], loader, rtol=1e-6)
+    # The half-pixel rule (tfdepth.geometry.scale_intrinsics) puts cx 0.5 (1 - 2^-s) px further left: 0.375 at s = 2.
+    half_pixel = scale_intrinsics(K, 0.25, 0.25).numpy()[0]
+    assert half_pixel[0, 2] == pytest.approx(23.875 - 0.375, abs=1e-5)
+    # A [B,4,4] K keeps its last two rows; bad shapes and scales name the argument.
+    K4 = tf.constant(np.pad(K.numpy(), ((0, 0), (0, 1), (0, 1))) + np.diag([0, 0, 0, 1.0]), tf.float32)
+    scaled4 = scale_intrinsics_original(K4, 1).numpy()[0]
+    np.testing.assert_allclose(scaled4[:3, :3], [[55.68, 0, 47.75], [0, 61.44, 15.75], [0, 0, 1]], rtol=1e-6)
+    np.testing.assert_array_equal(scaled4[3], [0, 0, 0, 1])
+    with pytest.raises(ValueError, match="scale"):
+        scale_intrinsics_original(K, -1)
+    with pytest.raises(ValueError, match="K must be"):
+        scale_intrinsics_original(tf.zeros([1, 2, 3]), 1)
+
+
+def test_v1_multiscale_with_automasking_trains_with_finite_losses(video_batch):
+    """loss.full_res_multiscale=false with auto-masking (Monodepth2 --v1_multiscale): every scale warps, masks and
+    compares at its own resolution; one real optimizer step runs and every loss term is finite."""
+    batch = video_batch(seed=1, batch=1, H=64, W=64)
+    nets = build_model({"name": "monodepth"})
+    full_res = SelfSupervisedDepthModel(nets["depth"], nets["pose"], full_res_multiscale=True, automask=True)
+    v1 = SelfSupervisedDepthModel(nets["depth"], nets["pose"], full_res_multiscale=False, automask=True)
+    v1.compile(optimizer=keras.optimizers.Adam(1e-4))
+    v1.optimizer.build(v1.trainable_variables)
+    # Same weights, inference mode: lower-scale targets differ from full-res ones, so the photometric losses differ.
+    before_full = full_res.compute_losses(batch)["photometric"].numpy()
+    before_v1 = v1.compute_losses(batch)["photometric"].numpy()
+    assert np.isfinite(before_v1) and abs(before_v1 - before_full) > 1e-4 * before_full
+    initial = [v.numpy().copy() for v in v1.trainable_variables]
+    logs = {k: float(v) for k, v in v1.train_step(batch).items()}  # eager: no tracing, the core's real step
+    assert set(logs) >= {"loss", "photometric", "smoothness", "automask_fraction"}
+    assert all(np.isfinite(v) for v in logs.values()), logs
+    assert 0.0 < logs["automask_fraction"] < 1.0  # some pixels masked, some not, at the lower scales too
+    moved = sum(int(not np.array_equal(w, v.numpy())) for w, v in zip(initial, v1.trainable_variables))
+    assert moved == len(initial) and int(v1.optimizer.iterations) == 1

@@ -95,7 +95,7 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
     from tfdepth.io import atomic_write_json
     from tfdepth.recipes import get_recipe
     from tfdepth.train.runner import NonFiniteError, fit_trainer, save_networks
-    from tfdepth.train.strategy import is_chief, make_strategy
+    from tfdepth.train.strategy import is_chief, make_strategy, shard_by_data
 
     try:
         recipe = get_recipe(config.model.name)
@@ -141,7 +141,7 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
     try:
         validation = data.validation if config.train.validation_steps else None  # 0 = no validation
         fit_trainer(
-            trainer, run_dir, data.train, validation,
+            trainer, run_dir, shard_by_data(data.train, strategy), shard_by_data(validation, strategy),
             epochs=epochs, steps_per_epoch=steps, validation_steps=config.train.validation_steps or None,
             sample_images=data.sample_images, checkpoint_every_steps=config.train.checkpoint_every_steps,
             keep_checkpoints=config.train.keep_checkpoints, chief=chief, verbose=verbose, log=log,

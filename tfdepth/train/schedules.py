@@ -61,4 +61,8 @@ def step_decay_schedule(learning_rate: float, total_steps: int, decay_at: float 
                                warmup_steps)
     if boundary >= total_steps:
         return keras.optimizers.schedules.PiecewiseConstantDecay([total_steps], [learning_rate, learning_rate])
-    return keras.optimizers.schedules.PiecewiseConstantDecay([boundary], [learning_rate, learning_rate * factor])
+    # Keras evaluates the schedule at optimizer.iterations (0 for the first update) and PiecewiseConstantDecay keeps
+    # the first value while step <= its boundary: boundary - 1 gives exactly `boundary` updates at the full rate,
+    # as torch's StepLR stepped at each epoch start does (Monodepth2: 14 N of 20 N updates at 1e-4) and as the
+    # warm-up path (step >= boundary) does.
+    return keras.optimizers.schedules.PiecewiseConstantDecay([boundary - 1], [learning_rate, learning_rate * factor])

@@ -232,7 +232,9 @@ class SelfSupervisedDepthModel(DepthTrainer):
             else:
                 # Monodepth1-style (--v1_multiscale): images and K at scale s. K as the original scales it
                 # (fx/2^s and cx/2^s; the half-pixel reading of tfdepth.geometry.scale_intrinsics would give
-                # (cx + 0.5)/2^s - 0.5, a shift of 0.5 (1 - 2^-s) px).
+                # (cx + 0.5)/2^s - 0.5, a shift of 0.5 (1 - 2^-s) px). As in the original, the warped sources,
+                # the target and the identity reprojection are all at scale s. The pyramid is `downscale`'s box
+                # filter; the original's loader resizes with PIL's Lanczos (a sharper target at scale s).
                 tgt = downscale(target, s)
                 srcs = {f: downscale(v, s) for f, v in sources.items()}
                 K_s = scale_intrinsics_original(K, s)
@@ -292,9 +294,20 @@ class SelfSupervisedDepthModel(DepthTrainer):
 
 
 def scale_intrinsics_original(K, scale):
-    """K [B,3,3] at scale s as Monodepth2's loader builds it: the first two rows divided by 2^s (``K[0,:] *= W/2^s``
-    on normalised intrinsics), so ``cx_s = cx / 2^s``."""
-    factor = tf.constant([[1.0 / 2**scale], [1.0 / 2**scale], [1.0]], K.dtype)
+    """K [B,3,3] (or [B,4,4]) at scale s as Monodepth2's loader builds it: the first two rows divided by 2^s.
+
+    The original normalises K by the network input size and multiplies row 0 by ``W // 2^s`` and row 1 by
+    ``H // 2^s`` for each scale (datasets/mono_dataset.py); with H and W multiples of 32 that is exactly
+    ``fx_s = fx / 2^s``, ``cx_s = cx / 2^s`` (not the half-pixel ``(cx + 0.5) / 2^s - 0.5`` of
+    ``tfdepth.geometry.scale_intrinsics``).
+    """
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 0:
+        raise ValueError(f"scale must be a non-negative integer (the pyramid level s), got {scale!r}")
+    K = tf.convert_to_tensor(K)
+    size = K.shape[-1]
+    if K.shape.rank != 3 or size not in (3, 4) or K.shape[-2] != size:
+        raise ValueError(f"K must be [B, 3, 3] or [B, 4, 4] intrinsics, got shape {K.shape}")
+    factor = tf.constant([[1.0 / 2**scale], [1.0 / 2**scale]] + [[1.0]] * (size - 2), K.dtype)
     return K * factor
 
 

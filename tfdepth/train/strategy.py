@@ -5,6 +5,14 @@
 mirrors over the CPU). ``multi_worker``: MultiWorkerMirroredStrategy from ``TF_CONFIG`` (one process per worker,
 TensorFlow's multi-worker guide); only the chief writes checkpoints, logs and models (:func:`is_chief`).
 Models *and* optimizers must be created inside ``strategy.scope()`` (stack_notes.md).
+
+Input on several workers (:func:`shard_by_data`): every worker reads the whole input pipeline and keeps its part of
+each global batch (``AutoShardPolicy.DATA``). TensorFlow's default (``AUTO``) shards TFRecord-backed datasets by
+file and fails when a split has fewer files than there are workers (a small TFDS split is one file).
+
+``multi_worker`` returns :class:`KerasMultiWorkerMirroredStrategy`, a MultiWorkerMirroredStrategy that Keras 3's
+``fit`` can drive: with the plain class, ``fit`` fails before the first step (keras-team/keras#20329, #20585; see
+the class). Build your own trainer for several machines inside ``make_strategy("multi_worker").scope()``.
 """
 
 import json
@@ -12,7 +20,8 @@ import os
 
 import tensorflow as tf
 
-__all__ = ["make_strategy", "STRATEGIES", "is_chief", "parse_tf_config"]
+__all__ = ["make_strategy", "STRATEGIES", "is_chief", "parse_tf_config", "KerasMultiWorkerMirroredStrategy",
+           "shard_by_data"]
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
@@ -49,6 +58,40 @@ def parse_tf_config(text: str | None = None) -> dict:
     return config
 
 
+class KerasMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy whose ``reduce`` accepts what Keras 3's TF trainer hands it.
+
+    Keras 3.15's ``fit`` calls ``strategy.reduce`` (1) on the whole first batch, a dict here, to build the model
+    symbolically, and (2) with ``axis=0`` on each step's scalar results. MultiWorkerMirroredStrategy takes neither
+    (a nest: "Attempt to convert a value ({...}) with an unsupported type (<class 'dict'>)"; a scalar: "Invalid
+    reduction dimension 0 for input with 0 dimensions"), so ``fit`` fails before the first step. This reduces each
+    leaf of a nest on its own, and a scalar over the replicas only: what Keras' single-worker path computes for
+    per-replica scalars (the mean of the replicas' values). Everything else is TensorFlow's class unchanged.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        def leaf(v):
+            rank = tf.convert_to_tensor(self.experimental_local_results(v)[0]).shape.rank
+            return super(KerasMultiWorkerMirroredStrategy, self).reduce(reduce_op, v, None if rank == 0 else axis)
+
+        return tf.nest.map_structure(leaf, value)
+
+
+def shard_by_data(dataset, strategy):
+    """``dataset`` set to shard by data across the workers of a multi-worker ``strategy`` (else unchanged).
+
+    Every worker runs the whole (deterministic) input pipeline and keeps its slice of each global batch, so the
+    global batches are those of a one-process run of the same config, whatever the number of input files; the
+    price is that each worker reads and augments every sample (small next to a training step here). Sharding by
+    file (TensorFlow's default for TFRecords) needs at least one file per worker and gives other batches.
+    """
+    if dataset is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
 def is_chief(strategy=None) -> bool:
     """True in the process that writes the run's files: always, except a non-chief multi-worker process.
 
@@ -82,4 +125,4 @@ def make_strategy(name: str = "auto", gpus: int | None = None, devices=None) -> 
             devices = [f"/gpu:{i}" for i in range(gpus)] if gpus else ["/cpu:0"]
         return tf.distribute.MirroredStrategy(devices)
     parse_tf_config()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return KerasMultiWorkerMirroredStrategy()
