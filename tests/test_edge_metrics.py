@@ -114,8 +114,7 @@ def test_edge_guided_pairs_straddle_depth_edges():
 
 
 def test_cones_perfect_and_blurred_estimates():
-    if not CONES.is_dir():
-        pytest.skip(f"shared Middlebury sample not found at {CONES}")
+    assert CONES.is_dir(), f"the real Middlebury sample must lie beside the repository at {CONES}"
     import tifffile
 
     disp = tifffile.imread(str(CONES / "cones_left_gt_disparity.tif")).astype(np.float64)

@@ -140,8 +140,7 @@ def test_generic_folder_with_every_map_format(tmp_path, rng):
 
 
 def test_real_middlebury_2003_cones_sample():
-    if not CONES.is_dir():
-        pytest.skip(f"shared Middlebury sample not found at {CONES}")
+    assert CONES.is_dir(), f"the real Middlebury sample must lie beside the repository at {CONES}"
     element = load_image_and_map(CONES / "cones_left_rgb.tif", CONES / "cones_left_gt_disparity.tif",
                                  kind="disparity")
     image, disp, valid = element["image"], element["disparity"], element["valid"]
