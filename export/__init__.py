@@ -99,16 +99,13 @@ def _parity_frames(args, info, depth_scale):
                     depth = read_depth(item[1], image.shape[:2], depth_scale)
                 frames.append(ParityFrame(path.name, image, depth))
         return frames
-    from tfdepth.data.factory import eval_sequences
+    from tfdepth.recipes import get_recipe
 
     if args.parity_frames < 1:
         raise ValueError(f"--parity-frames must be >= 1, got {args.parity_frames}")
     split = info.config.eval.split
-    for scene, seq in enumerate(eval_sequences(info.config.data, split)):
-        images, depths = seq["image"], seq.get("depth")
-        k = len(images) // 2  # one frame per scene, the middle one, so the frames differ
-        frames.append(ParityFrame(f"{split}_scene{scene}_frame{k}", images[k],
-                                  None if depths is None else depths[k]))
+    for name, image, depth in get_recipe(info.config.model.name).eval_frames(info.config, split):
+        frames.append(ParityFrame(name, image, depth))
         if len(frames) >= args.parity_frames:
             break
     if not frames:
@@ -124,16 +121,15 @@ def _representative(args, info, count):
 
     if args.representative:
         return [read_image(p) for item in args.representative for p in _image_files(Path(item), "--representative")]
-    from tfdepth.data.factory import video_dataset
+    from tfdepth.recipes import get_recipe
 
     if count < 1:
         raise ValueError(f"--representative-count must be >= 1, got {count}")
     images = []
-    for batch in video_dataset(info.config.data, "train", training=False):  # no augmentation, the stored frames
-        for image in batch["image"].numpy():
-            images.append(np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8))
-            if len(images) >= count:
-                return images
+    for image in get_recipe(info.config.model.name).training_images(info.config):
+        images.append(np.clip(np.round(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8))
+        if len(images) >= count:
+            break
     return images
 
 

@@ -189,3 +189,30 @@ def trained_run(tmp_path_factory, tiny_data_dir):
 def tiny_run():
     """``tiny_run.args(run_dir, data_dir, *overrides)``: train.py arguments for a tiny synthetic run."""
     return types.SimpleNamespace(args=tiny_run_args, overrides=list(TINY_RUN))
+
+
+# ------------------------------------------------------------------------------------------ NYU fixture .mat
+def nyu_fixture_frames(n=5, seed=0, H=6, W=8):
+    """Random NYU-like frames (uint8 RGB, depth 0.7-9.5 m, a few raw labels) of H x W for fixture .mat files."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)
+    depths = rng.uniform(0.7, 9.5, (n, H, W)).astype(np.float32)
+    labels = rng.choice(np.array([0, 4, 5, 11, 21, 157], np.uint16), (n, H, W))
+    return images, depths, labels
+
+
+def write_nyu_mat(path, images, depths, labels, skip=(), label_hw=None):
+    """The labeled .mat as MATLAB v7.3 writes it: HDF5 after a 512-byte text header, axes reversed."""
+    import h5py  # noqa: PLC0415
+
+    with h5py.File(path, "w", userblock_size=512) as f:
+        if "images" not in skip:
+            f["images"] = images.transpose(0, 3, 2, 1)  # [N, H, W, 3] -> [N, 3, W, H]
+        if "depths" not in skip:
+            f["depths"] = depths.transpose(0, 2, 1)  # [N, H, W] -> [N, W, H]
+        if "labels" not in skip:
+            lab = labels if label_hw is None else labels[:, :label_hw[0], :label_hw[1]]
+            f["labels"] = np.ascontiguousarray(lab.transpose(0, 2, 1))
+    with open(path, "r+b") as handle:
+        handle.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: tfdepth test HDF5 schema 1.00 .")
+    return path

@@ -8,17 +8,12 @@ directory; both workers end with bit-identical weights (MultiWorkerMirroredStrat
 every worker applies the same update); the saved ``depth_net.keras`` holds those weights; and the update of every
 tensor equals the one-process run's on the same global batch (2 = 1 per worker) within the tolerance below.
 
-Each process runs ``train.main`` through a small driver script (written to tmp_path) with two hooks on the
-recipe, nothing else changed:
-
-* it keeps the trainer that ``build_trainer`` returns and dumps its weights (at the start and at the end) to an
-  .npz: the non-chief worker's networks are otherwise only saved into a temporary directory that is removed;
-* it gives the trainer the training split un-shuffled and un-augmented (``video_dataset(..., training=False)``).
-  Why: under any tf.distribute strategy Keras 3's ``fit`` first iterates the training dataset once to build the
-  model (``_maybe_symbolic_build``) and then trains on a second iteration; the shuffled, re-augmented pipeline gives
-  other batches on a second iteration, so a strategy run and a one-process run would train on different batches
-  (measured: first-step loss 0.082 on the workers, 0.104 in one process). The fixed pipeline is the same on every
-  iteration. (With the model already built, skipping that first iteration removes the difference: measured.)
+Each process runs ``train.main`` through a small driver script (written to tmp_path) with one hook on the
+recipe, nothing else changed: it keeps the trainer that ``build_trainer`` returns and dumps its weights (at the start
+and at the end) to an .npz (the non-chief worker's networks are otherwise only saved into a temporary directory that
+is removed). The training data is the recipe's own shuffled, augmented pipeline: in deterministic mode every process
+draws the same batches, and the trainer core reads the data once under a strategy too (Keras 3 would read a first
+pass to build the model and train on a reshuffled second one: ``tfdepth.train.base``, "No extra pass over the data").
 
 Data across workers: the runner sets ``AutoShardPolicy.DATA`` (``tfdepth.train.strategy.shard_by_data``): each worker
 reads the whole pipeline and keeps its half of each global batch, so the workers' global batch is the one-process
@@ -66,7 +61,7 @@ TOLERANCE = 1e-2  # per-tensor relative difference of the updates (module docstr
 DEADLINE = 900  # seconds for the whole cluster (about 4 min on a loaded 2-core machine)
 
 DRIVER = '''
-"""One process of tests/test_multi_worker.py: train.main with two hooks on the recipe (see the test's docstring)."""
+"""One process of tests/test_multi_worker.py: train.main with one hook on the recipe (see the test's docstring)."""
 import sys
 
 root, out = sys.argv[1], sys.argv[2]
@@ -74,11 +69,10 @@ sys.path.insert(0, root)
 import numpy as np
 
 import train
-from tfdepth.data.factory import video_dataset
 from tfdepth.recipes.monodepth import MonodepthRecipe
 
 kept = []
-build_trainer, datasets = MonodepthRecipe.build_trainer, MonodepthRecipe.datasets
+build_trainer = MonodepthRecipe.build_trainer
 
 
 def keep_trainer(self, *args, **kwargs):
@@ -87,13 +81,7 @@ def keep_trainer(self, *args, **kwargs):
     return trainer
 
 
-def fixed_training_data(self, config):
-    data = datasets(self, config)
-    data.train = video_dataset(config.data, "train", training=False, repeat=True)
-    return data
-
-
-MonodepthRecipe.build_trainer, MonodepthRecipe.datasets = keep_trainer, fixed_training_data
+MonodepthRecipe.build_trainer = keep_trainer
 code = train.main(sys.argv[3:])
 if code == 0:
     trainer, initial = kept[-1]

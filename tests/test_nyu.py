@@ -9,6 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import nyu_fixture_frames as frames
+from conftest import write_nyu_mat as write_mat
 from tfdepth.data import nyu
 from tfdepth.data.nyu_splits import (CLASS_MAP_40_TO_13, CLASS_MAP_894_TO_40, CLASS_NAMES_13, CLASS_NAMES_40,
                                      TEST_INDICES, TRAIN_INDICES)
@@ -39,29 +41,6 @@ def test_official_split_and_class_tables():
 
 
 # ------------------------------------------------------------------------------------------ fixture .mat
-def frames(n=5, seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)
-    depths = rng.uniform(0.7, 9.5, (n, H, W)).astype(np.float32)
-    labels = rng.choice(np.array([0, 4, 5, 11, 21, 157], np.uint16), (n, H, W))
-    return images, depths, labels
-
-
-def write_mat(path, images, depths, labels, skip=(), label_hw=None):
-    """The labeled .mat as MATLAB v7.3 writes it: HDF5 after a 512-byte text header, axes reversed."""
-    with h5py.File(path, "w", userblock_size=512) as f:
-        if "images" not in skip:
-            f["images"] = images.transpose(0, 3, 2, 1)  # [N, H, W, 3] -> [N, 3, W, H]
-        if "depths" not in skip:
-            f["depths"] = depths.transpose(0, 2, 1)  # [N, H, W] -> [N, W, H]
-        if "labels" not in skip:
-            lab = labels if label_hw is None else labels[:, :label_hw[0], :label_hw[1]]
-            f["labels"] = np.ascontiguousarray(lab.transpose(0, 2, 1))
-    with open(path, "r+b") as handle:
-        handle.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: tfdepth test HDF5 schema 1.00 .")
-    return path
-
-
 def config(name, train=(1, 3, 5), test=(2, 4)):
     return nyu.make_config(name, train, test, height=H, width=W)
 

@@ -2,11 +2,12 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdepth.train.optimizers import TorchAdam, make_optimizer
+from tfdepth.train.optimizers import TorchAdam, TorchSGD, make_optimizer
 
 
 def torch_adam_reference(w0, grads, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -52,8 +53,43 @@ def test_several_updates_follow_pytorch_and_keras_form_lags():
     assert abs(keras_form - w0) < 0.5 * abs(expected - w0)
 
 
+def torch_sgd_reference(w0, grads, lr, momentum, weight_decay):
+    """torch.optim.SGD (dampening 0, nesterov False), written from its documented algorithm, in float64."""
+    w, buf = float(w0), None
+    for g in grads:
+        g = g + weight_decay * w
+        buf = g if buf is None else momentum * buf + g
+        w -= lr * buf
+    return w
+
+
+def test_sgd_follows_pytorch_coupled_weight_decay_and_momentum():
+    # By hand, two steps of lr 0.1, momentum 0.5, decay 0.1 from w = 1 with gradients 1, 1:
+    # g1 = 1 + 0.1 = 1.1, buf = 1.1, w = 1 - 0.11 = 0.89; g2 = 1 + 0.089 = 1.089, buf = 0.55 + 1.089 = 1.639,
+    # w = 0.89 - 0.1639 = 0.7261.
+    assert torch_sgd_reference(1.0, [1.0, 1.0], 0.1, 0.5, 0.1) == pytest.approx(0.7261, abs=1e-12)
+    assert run(TorchSGD(0.1, momentum=0.5, weight_decay=0.1), 1.0, [1.0, 1.0]) == pytest.approx(0.7261, abs=1e-6)
+    # The RSN settings (momentum 0.99, weight decay 5e-4) over 200 steps of noisy gradients.
+    rng = np.random.default_rng(1)
+    grads = list(rng.normal(0.01, 0.05, 200))
+    expected = torch_sgd_reference(0.3, grads, 1e-3, 0.99, 5e-4)
+    assert run(make_optimizer("sgd", 1e-3, momentum=0.99, weight_decay=5e-4), 0.3, grads) == pytest.approx(
+        expected, abs=2e-6)
+    # Keras' decoupled decay of the same value is a different (much weaker) decay: not PyTorch's update.
+    decoupled = run(keras.optimizers.SGD(1e-3, momentum=0.99, weight_decay=5e-4), 0.3, [0.0] * 200)
+    coupled = run(TorchSGD(1e-3, momentum=0.99, weight_decay=5e-4), 0.3, [0.0] * 200)
+    assert coupled == pytest.approx(torch_sgd_reference(0.3, [0.0] * 200, 1e-3, 0.99, 5e-4), rel=1e-5)
+    assert abs(0.3 - coupled) > 20 * abs(0.3 - decoupled)
+
+
+def test_sgd_round_trips_through_its_config():
+    opt = TorchSGD(0.01, momentum=0.99, weight_decay=5e-4)
+    again = TorchSGD.from_config(opt.get_config())
+    assert (again.momentum, again.l2_weight_decay, again.weight_decay) == (0.99, 5e-4, None)
+
+
 def test_make_optimizer_rejects_unknown_names():
     with pytest.raises(ValueError, match="train.optimizer"):
-        make_optimizer("sgd", 1e-3)
+        make_optimizer("rmsprop", 1e-3)
     assert isinstance(make_optimizer("adam", 1e-3), TorchAdam)
     assert make_optimizer("adam", 1e-3).epsilon == pytest.approx(1e-8)

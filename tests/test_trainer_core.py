@@ -157,6 +157,35 @@ def test_optimizer_groups_step_their_own_variables():
         PlainDepth().compile(optimizer="adam", group_optimizers={"segmentation": keras.optimizers.Adam()})
 
 
+# ------------------------------------------------------------------------------------------------ strategies
+def test_strategy_fit_reads_the_data_once_and_trains_on_the_same_batches():
+    """Keras 3 under a strategy reads a first pass of the data to build the model; the core skips it (base.py).
+
+    Measured with the hook removed: the generator starts twice and the reshuffled second pass gives other weights.
+    """
+    def run(strategy):
+        starts = []
+        images = np.random.default_rng(5).random((6, 2, 8, 8, 3)).astype(np.float32)
+
+        def generate():
+            starts.append(1)
+            for image in images:
+                yield {"image": image, "depth": 1.0 + image.mean(-1, keepdims=True)}
+
+        spec = {"image": tf.TensorSpec((2, 8, 8, 3), tf.float32), "depth": tf.TensorSpec((2, 8, 8, 1), tf.float32)}
+        with strategy.scope():
+            model = trainer()  # seeds everything, the shuffle too
+        data = tf.data.Dataset.from_generator(generate, output_signature=spec).shuffle(6)
+        model.fit(data, epochs=1, verbose=0)
+        return len(starts), model.get_weights()
+
+    default_starts, default_weights = run(tf.distribute.get_strategy())
+    mirrored_starts, mirrored_weights = run(tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert default_starts == mirrored_starts == 1
+    for a, b in zip(default_weights, mirrored_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------------ resume
 class StopAfter(keras.callbacks.Callback):
     def __init__(self, n):

@@ -47,6 +47,7 @@ __all__ = [
     "predict_relative_poses",
     "evaluate_sequences",
     "constant_depth_baseline",
+    "metric_constant_baseline",
 ]
 
 
@@ -222,3 +223,24 @@ def constant_depth_baseline(gts, eval_config) -> dict:
     by_optimum = evaluate_depth(gts, optimal, median_scaling=False, scale_factor=1.0, **kwargs)
     best = by_optimum if by_optimum["abs_rel"] < by_median["abs_rel"] else by_median
     return {**best, "constant": "abs_rel-optimal" if best is by_optimum else "median"}
+
+
+def metric_constant_baseline(gts, eval_config) -> dict:
+    """One constant depth for every image (the mean of all valid ground-truth pixels of the set, which minimises the
+    pooled squared error), evaluated with ``eval_config``'s crop and range and no scaling: the bar a metric-depth
+    model (RSN) must clear to have learned anything beyond the typical distance of the data."""
+    from tfdepth.metrics import crop_mask
+
+    gts = [np.asarray(g, np.float64) for g in gts]
+    values = []
+    for gt in gts:
+        valid = (gt > eval_config.min_depth) & (gt < eval_config.max_depth) & crop_mask(eval_config.crop, *gt.shape)
+        values.append(gt[valid])
+    values = np.concatenate(values) if values else np.zeros(0)
+    if values.size == 0:
+        raise ValueError("the ground truth has no valid pixel inside the crop and depth range")
+    constant = float(values.mean())
+    metrics = evaluate_depth(gts, [np.full(g.shape, constant) for g in gts], crop=eval_config.crop,
+                             min_depth=eval_config.min_depth, max_depth=eval_config.max_depth, median_scaling=False,
+                             scale_factor=1.0)
+    return {**metrics, "constant": constant}

@@ -7,6 +7,8 @@ Used by ``train.py``, ``evaluate.py`` and the benchmarks; family-specific work i
 * ``run.json``: the run's step plan (epochs, steps per epoch, total) and status (``training`` | ``complete``);
 * ``checkpoints/``: the latest complete training state (resumable; see ``tfdepth.train.runner``);
 * ``logs/``: TensorBoard; ``<role>_net.keras``: the trained networks, written atomically at the end;
+* staged families (RSN): ``stages/<n>_<stage>/checkpoints`` and ``logs`` per stage instead; a stage starts from the
+  previous stage's last checkpoint, and a resume continues in the stage where the run stopped;
 * ``metrics.json``: the test split with the family's protocol (absent when the split has no ground truth).
 
 Rerunning ``train.py`` on a run directory resumes it when the config and step plan are the same, says so and does
@@ -15,12 +17,13 @@ nothing when the run is complete, and refuses before touching anything when they
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
 from pathlib import Path
 
-__all__ = ["RunError", "run_training", "evaluate_run", "plan_steps"]
+__all__ = ["RunError", "run_training", "evaluate_run", "plan_steps", "plan_stage_steps", "stage_directory"]
 
 RUN_STATE_FILE = "run.json"
 
@@ -35,6 +38,39 @@ def plan_steps(epochs: int, steps_per_epoch: int, max_steps: int | None = None) 
         epochs = max(1, math.ceil(max_steps / steps_per_epoch))
         steps_per_epoch = max(1, max_steps // epochs)
     return epochs, steps_per_epoch
+
+
+def plan_stage_steps(epochs: int, steps_per_epoch: int, max_steps: int | None = None, *,
+                     staged: bool = False) -> tuple[int, int]:
+    """:func:`plan_steps`, except that a staged run keeps every stage's epochs and shortens the epochs instead
+    (at least one step each), so a ``--steps`` cap still runs every stage."""
+    if not staged:
+        return plan_steps(epochs, steps_per_epoch, max_steps)
+    if max_steps is not None and max_steps < epochs * steps_per_epoch:
+        steps_per_epoch = max(1, max_steps // epochs)
+    return epochs, steps_per_epoch
+
+
+def stage_directory(run_dir: Path, index: int, stage: str) -> Path:
+    """Where stage ``index`` of a staged run keeps its checkpoints and logs: ``stages/<n>_<stage>/``."""
+    return Path(run_dir) / "stages" / f"{index + 1}_{stage}"
+
+
+def _has_checkpoint(directory: Path) -> bool:
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(str(Path(directory) / "checkpoints")) is not None
+
+
+def _restore_weights(trainer, previous_dir: Path) -> None:
+    """The networks' weights (not the optimizer) from the last checkpoint of the previous stage."""
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(str(Path(previous_dir) / "checkpoints"))
+    if latest is None:
+        raise RunError(f"{previous_dir} holds no checkpoint of the previous stage; the run directory was edited. "
+                       "Start a new run with another --run-dir")
+    tf.train.Checkpoint(model=trainer).restore(latest).expect_partial()
 
 
 def _read_state(run_dir: Path) -> dict | None:
@@ -113,9 +149,15 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
 
     started = time.time()
     data = recipe.datasets(config)
-    epochs, steps = plan_steps(config.train.epochs, data.steps_per_epoch, max_steps)
+    stages = recipe.stages(config)
+    epochs, steps = plan_stage_steps(sum(e for _, e in stages), data.steps_per_epoch, max_steps,
+                                     staged=recipe.staged)
+    if not recipe.staged:
+        stages = [(None, epochs)]
     total = epochs * steps
     plan = {"family": config.model.name, "epochs": epochs, "steps_per_epoch": steps, "total_steps": total}
+    if recipe.staged:
+        plan["stages"] = [[name, e] for name, e in stages]
     state = _read_state(run_dir) if stored is not None else None
     if state is not None and any(state.get(k) != v for k, v in plan.items()):
         raise RunError(
@@ -134,20 +176,38 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
     if chief:
         atomic_write_json(run_dir / RUN_STATE_FILE, {**plan, "status": "training"})
 
-    with strategy.scope():
-        trainer = recipe.build_trainer(config, total, monitor=data.validation_has_depth)
     if not data.validation_has_depth:
         log("the validation split has no ground-truth depth: depth metrics are not monitored")
-    try:
-        validation = data.validation if config.train.validation_steps else None  # 0 = no validation
-        fit_trainer(
-            trainer, run_dir, shard_by_data(data.train, strategy), shard_by_data(validation, strategy),
-            epochs=epochs, steps_per_epoch=steps, validation_steps=config.train.validation_steps or None,
-            sample_images=data.sample_images, checkpoint_every_steps=config.train.checkpoint_every_steps,
-            keep_checkpoints=config.train.keep_checkpoints, chief=chief, verbose=verbose, log=log,
-        )
-    except NonFiniteError as err:
-        raise RunError(str(err)) from None
+    validation = data.validation if config.train.validation_steps else None  # 0 = no validation
+    trainer, previous_dir = None, None
+    for index, (stage, stage_epochs) in enumerate(stages):
+        stage_dir = stage_directory(run_dir, index, stage) if recipe.staged else run_dir
+        if index:
+            # Each stage reads a new pipeline seeded data.seed + stage index: its batches do not depend on how many
+            # stages this process has run (a resumed run sees what an uninterrupted one saw).
+            data = recipe.datasets(dataclasses.replace(
+                config, data=dataclasses.replace(config.data, seed=config.data.seed + index)))
+            validation = data.validation if config.train.validation_steps else None
+        with strategy.scope():
+            kwargs = {"stage": stage, "networks": trainer.networks() if trainer else None} if recipe.staged else {}
+            trainer = recipe.build_trainer(config, stage_epochs * steps, monitor=data.validation_has_depth, **kwargs)
+        if recipe.staged:
+            fresh = not _has_checkpoint(stage_dir)
+            if fresh and previous_dir is not None:
+                _restore_weights(trainer, previous_dir)  # a resumed process starts from the previous stage's end
+            if fresh:
+                log(f"stage {index + 1}/{len(stages)}: {stage} ({stage_epochs} epochs x {steps} steps)")
+                recipe.start_stage(trainer, config, stage, log=log)
+        try:
+            fit_trainer(
+                trainer, stage_dir, shard_by_data(data.train, strategy), shard_by_data(validation, strategy),
+                epochs=stage_epochs, steps_per_epoch=steps, validation_steps=config.train.validation_steps or None,
+                sample_images=data.sample_images, checkpoint_every_steps=config.train.checkpoint_every_steps,
+                keep_checkpoints=config.train.keep_checkpoints, chief=chief, verbose=verbose, log=log,
+            )
+        except NonFiniteError as err:
+            raise RunError(str(err)) from None
+        previous_dir = stage_dir
     save_networks(trainer, run_dir, chief=chief)
     train_seconds = time.time() - started
     if not chief:

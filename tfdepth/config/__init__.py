@@ -32,18 +32,23 @@ from tfdepth.config.common import (
     TrainConfig,
 )
 from tfdepth.config.monodepth import MonodepthLossConfig, MonodepthModelConfig
+from tfdepth.config.rsn import RsnLossConfig, RsnModelConfig
 from tfdepth.config.schema import ConfigError, build_section, config_to_dict
 from tfdepth.io import atomic_write_text
 
 __all__ = [
     "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "MonodepthModelConfig", "MonodepthLossConfig",
+    "RsnModelConfig", "RsnLossConfig",
     "TrainConfig", "EvalConfig", "ExportConfig", "ExperimentConfig", "FAMILY_SECTIONS", "register_family",
     "load_config", "read_yaml", "config_from_dict", "config_to_dict", "apply_overrides", "save_config", "config_differences",
     "PRECISIONS", "STRATEGIES", "OPTIMIZERS", "NONFINITE_POLICIES",
 ]
 
 # model.name -> (model section class, loss section class). New families add one entry (register_family).
-FAMILY_SECTIONS: dict[str, tuple[type, type]] = {"monodepth": (MonodepthModelConfig, MonodepthLossConfig)}
+FAMILY_SECTIONS: dict[str, tuple[type, type]] = {
+    "monodepth": (MonodepthModelConfig, MonodepthLossConfig),
+    "rsn": (RsnModelConfig, RsnLossConfig),
+}
 DEFAULT_FAMILY = "monodepth"
 
 # The first family's sections under their historical names (code and run directories written before the split).

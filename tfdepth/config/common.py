@@ -20,7 +20,7 @@ __all__ = ["DataConfig", "TrainConfig", "EvalConfig", "ExportConfig", "PRECISION
 # optimisers in keras.optimizers.LossScaleOptimizer.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
-OPTIMIZERS = ("adam", "keras_adam", "adamw")  # tfdepth.train.optimizers
+OPTIMIZERS = ("adam", "keras_adam", "adamw", "sgd")  # tfdepth.train.optimizers
 NONFINITE_POLICIES = ("stop", "skip")
 POSE_PROTOCOLS = ("tfdepth", "monodepth2")
 CROPS = ("garg", "eigen_nyu", "none")
@@ -81,10 +81,12 @@ class TrainConfig:
     epochs: int = 20
     steps_per_epoch: int | None = None  # None = one pass over the training split
     learning_rate: float = 1e-4
-    # adam = Adam as PyTorch computes it (all three originals train with torch.optim.Adam) | keras_adam | adamw
+    # adam = Adam as PyTorch computes it (Monodepth2 and SDDR train with torch.optim.Adam) | keras_adam | adamw |
+    # sgd = torch.optim.SGD (the RSN code: momentum 0.99, weight decay 5e-4)
     optimizer: str = "adam"
     optimizer_epsilon: float | None = None  # None = the optimiser's default (1e-8 adam, 1e-7 keras_adam/adamw)
-    weight_decay: float = 0.0  # adamw only
+    weight_decay: float = 0.0  # sgd: PyTorch's L2 added to the gradient; adam/adamw: decoupled (Keras)
+    momentum: float = 0.0  # sgd only
     lr_decay_at: float = 0.75  # fraction of training after which the LR is multiplied by lr_decay_factor
     lr_decay_factor: float = 0.1
     lr_warmup_steps: int = 0  # linear LR warm-up (not in the paper; train/schedules.py says why)
@@ -107,6 +109,8 @@ class TrainConfig:
         check_positive(self.segmentation_learning_rate, "train.segmentation_learning_rate")
         check_positive(self.optimizer_epsilon, "train.optimizer_epsilon")
         check_positive(self.weight_decay, "train.weight_decay", allow_zero=True)
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"train.momentum must be in [0, 1) (sgd only), got {self.momentum}")
         check_positive(self.lr_warmup_steps, "train.lr_warmup_steps", allow_zero=True)
         check_positive(self.validation_steps, "train.validation_steps", allow_zero=True)
         check_positive(self.checkpoint_every_steps, "train.checkpoint_every_steps", allow_zero=True,

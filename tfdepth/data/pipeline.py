@@ -37,6 +37,7 @@ __all__ = [
     "SEQUENCE_KEYS",
     "frames",
     "make_frame_dataset",
+    "make_sample_dataset",
     "make_video_dataset",
     "sequences_from_render",
     "sequences_from_tfds",
@@ -210,4 +211,26 @@ def make_frame_dataset(sequences, *, batch_size, height=None, width=None, shuffl
     raw = raw_frames(_scene_shuffle(sequences, shuffle, shuffle_buffer, seed))
     return _build(raw, batch_size=batch_size, height=height, width=width, shuffle=shuffle,
                   flip=flip, color_jitter=color_jitter, seed=seed, map_fn=map_fn, drop_remainder=drop_remainder,
+                  repeat=repeat, shuffle_buffer=shuffle_buffer, image_keys=("image",))
+
+
+def make_sample_dataset(samples, *, batch_size, height=None, width=None, shuffle=False, flip=False,
+                        color_jitter=False, seed=0, map_fn=None, drop_remainder=True, repeat=False,
+                        shuffle_buffer=64) -> tf.data.Dataset:
+    """Batched single-image samples from an unbatched dataset of sample dicts (e.g. NYU frames) that already
+    hold ``image`` and ``depth`` (uint8 or float images; labels any integer type); arguments as
+    ``make_frame_dataset``. The same shuffle / resize / augment / batch stages as the scene pipelines."""
+    fn = "make_sample_dataset"
+    if not isinstance(samples, tf.data.Dataset) or not isinstance(samples.element_spec, dict):
+        raise TypeError(f"{fn}: `samples` must be a tf.data.Dataset of sample dicts.")
+    missing = [k for k in ("image", "depth") if k not in samples.element_spec]
+    if missing:
+        raise ValueError(f"{fn}: samples need `image` and `depth`; missing {missing}.")
+    _positive_int(batch_size, "batch_size", fn)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{fn}: `seed` must be an int >= 0, got {seed!r}.")
+    if (height is None) != (width is None):
+        raise ValueError(f"{fn}: give both `height` and `width` to resize, or neither (got {height}, {width}).")
+    return _build(samples, batch_size=batch_size, height=height, width=width, shuffle=shuffle, flip=flip,
+                  color_jitter=color_jitter, seed=seed, map_fn=map_fn, drop_remainder=drop_remainder,
                   repeat=repeat, shuffle_buffer=shuffle_buffer, image_keys=("image",))

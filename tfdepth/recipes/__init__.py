@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from tfdepth.recipes.base import Datasets, Recipe
 from tfdepth.recipes.monodepth import MonodepthRecipe
+from tfdepth.recipes.rsn import RsnRecipe
 
 __all__ = ["RECIPES", "get_recipe", "Recipe", "Datasets"]
 
-RECIPES: dict[str, Recipe] = {"monodepth": MonodepthRecipe()}
+RECIPES: dict[str, Recipe] = {"monodepth": MonodepthRecipe(), "rsn": RsnRecipe()}
 
 
 def get_recipe(name: str) -> Recipe:

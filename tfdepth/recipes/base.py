@@ -4,6 +4,11 @@ A recipe is the one place that composes a family's data, trainer and evaluation 
 its datasets (:meth:`Recipe.datasets`), how its trainer is built from a config (:meth:`Recipe.build_trainer`), its
 evaluation protocol (:meth:`Recipe.evaluate`) and the input multiple of its networks. The runner
 (``tfdepth/experiment.py``), the CLIs and the benchmarks only ever talk to this interface.
+
+Staged families (``staged = True``, e.g. RSN) train in consecutive stages (:meth:`Recipe.stages`), each a fit of its
+own trainer on the same networks: ``build_trainer(..., stage=name, networks=...)`` receives the networks of the
+previous stage, and :meth:`Recipe.start_stage` runs once before a stage's first step (e.g. an initialisation copied
+from the previous stage's module).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ def scheduled_optimizer(train_config, total_steps: int, learning_rate: float | N
         train_config.lr_decay_at, train_config.lr_decay_factor, train_config.lr_warmup_steps,
     )
     return make_optimizer(train_config.optimizer, schedule, epsilon=train_config.optimizer_epsilon,
-                          weight_decay=train_config.weight_decay)
+                          weight_decay=train_config.weight_decay, momentum=train_config.momentum)
 
 
 def resolve_config(family: str, config=None, **sections):
@@ -80,6 +85,14 @@ class Recipe:
     """Interface of a family's recipe (module docstring). Subclasses set ``name`` and implement the methods."""
 
     name: str = ""
+    staged: bool = False
+
+    def stages(self, config) -> list[tuple[str | None, int]]:
+        """(stage name, epochs) in training order; one unnamed stage of ``train.epochs`` unless ``staged``."""
+        return [(None, config.train.epochs)]
+
+    def start_stage(self, trainer, config, stage, log=print) -> None:
+        """Run before the first step of ``stage`` (not on a resume inside it; a resume restores the checkpoint)."""
 
     @property
     def input_multiple(self) -> int:
@@ -100,8 +113,19 @@ class Recipe:
     def datasets(self, config) -> Datasets:
         raise NotImplementedError
 
-    def build_trainer(self, config, total_steps: int, *, monitor: bool = True):
-        """The family's compiled trainer; call inside ``strategy.scope()``."""
+    def build_trainer(self, config, total_steps: int, *, monitor: bool = True, stage=None, networks=None):
+        """The family's compiled trainer; call inside ``strategy.scope()``. Staged recipes get the ``stage`` and the
+        previous stage's ``networks`` (``trainer.networks()``, None for the first stage)."""
+        raise NotImplementedError
+
+    def eval_frames(self, config, split: str = "test"):
+        """Frames of ``split`` at the stored size for parity checks and pictures: ``(name, image, depth)`` with the
+        image uint8 or float in [0, 1] ``[H, W, 3]`` and depth ``[H, W]`` metres (or None without ground truth);
+        one frame per scene for video data, so the frames differ."""
+        raise NotImplementedError
+
+    def training_images(self, config):
+        """Training images without augmentation, float in [0, 1] ``[H, W, 3]`` (int8 calibration)."""
         raise NotImplementedError
 
     def evaluate(self, run_dir, config, *, split: str = "test", max_scenes: int | None = None) -> dict | None:

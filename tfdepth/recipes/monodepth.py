@@ -116,8 +116,22 @@ class MonodepthRecipe(Recipe):
         steps = config.train.steps_per_epoch or steps_per_epoch(config.data, "train")
         return Datasets(train, validation, steps, has_depth(config.data, "validation"), sample)
 
-    def build_trainer(self, config, total_steps: int, *, monitor: bool = True):
+    def build_trainer(self, config, total_steps: int, *, monitor: bool = True, stage=None, networks=None):
         return trainer_from_config(config, total_steps, monitor=monitor)
+
+    def eval_frames(self, config, split="test"):
+        from tfdepth.data.factory import eval_sequences
+
+        for scene, seq in enumerate(eval_sequences(config.data, split)):
+            images, depths = seq["image"], seq.get("depth")
+            k = len(images) // 2  # the middle frame of each scene
+            yield f"{split}_scene{scene}_frame{k}", images[k], None if depths is None else depths[k]
+
+    def training_images(self, config):
+        from tfdepth.data.factory import video_dataset
+
+        for batch in video_dataset(config.data, "train", training=False):  # no augmentation, the stored frames
+            yield from batch["image"].numpy()
 
     def evaluate(self, run_dir, config, *, split="test", max_scenes=None):
         import keras

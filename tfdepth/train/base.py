@@ -17,6 +17,11 @@ The core then owns:
 * **Precision.** ``compile`` wraps every optimizer in ``LossScaleOptimizer`` when a network computes in float16 and
   ``train_step`` scales the loss with each optimizer's own factor (``scale_loss``; its ``apply`` unscales).
 * **Optimizers built in the strategy scope**, before the first distributed step (stack_notes.md).
+* **No extra pass over the data.** Under a tf.distribute strategy Keras 3's ``fit`` reads one batch of a first
+  iteration of the dataset to build the model symbolically, then trains on a second iteration: with a shuffled
+  pipeline a strategy run trains on other batches than a one-process run. A DepthTrainer's networks are built when
+  it is constructed and ``compile`` builds its optimizers, so :meth:`DepthTrainer._maybe_symbolic_build` skips that
+  read when everything is built.
 * **The finite check.** Each step records whether every loss term was finite (all-reduced over replicas, so all
   replicas agree). ``on_nonfinite="stop"``: the step's terms are logged as they are and
   :class:`tfdepth.train.callbacks.NonFiniteGuard` stops training at that step, naming the step and the term, before
@@ -36,7 +41,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfdepth.metrics import depth_errors_tf
+from tfdepth.metrics import METRIC_NAMES, depth_errors_tf
 from tfdepth.ops import align_depth_tf
 
 __all__ = ["DepthTrainer", "SkipNonFiniteOptimizer", "MONITOR_METRICS"]
@@ -74,10 +79,12 @@ class DepthTrainer(keras.Model):
         monitor_min_depth, monitor_max_depth: valid ground-truth range and clamp of the aligned prediction.
         monitor: log depth metrics in validation (False when the validation split has no ground truth).
         on_nonfinite: ``stop`` | ``skip`` (module docstring).
+        monitor_metrics: depth metrics logged in validation (default ``abs_rel``, ``a1``; metric families add
+            ``rmse``).
     """
 
     def __init__(self, *, loss_terms=(), monitor_alignment="median", monitor_min_depth=1e-3, monitor_max_depth=80.0,
-                 monitor=True, on_nonfinite="stop", **kwargs):
+                 monitor=True, on_nonfinite="stop", monitor_metrics=MONITOR_METRICS, **kwargs):
         super().__init__(**kwargs)
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
@@ -95,7 +102,10 @@ class DepthTrainer(keras.Model):
         self.group_optimizers = {}
         self._trackers = {n: keras.metrics.Mean(name=n) for n in ("loss",) + self.loss_terms}
         self._nonfinite_tracker = keras.metrics.Sum(name="nonfinite_steps")
-        self._monitor_trackers = {n: keras.metrics.Mean(name=n) for n in MONITOR_METRICS}
+        unknown = set(monitor_metrics) - set(METRIC_NAMES)
+        if unknown:
+            raise ValueError(f"monitor_metrics {sorted(unknown)} are not depth metrics; known: {METRIC_NAMES}")
+        self._monitor_trackers = {n: keras.metrics.Mean(name=n) for n in monitor_metrics}
 
     # ------------------------------------------------------------------------------------------------ family API
     def compute_losses(self, batch, training=False):
@@ -156,6 +166,17 @@ class DepthTrainer(keras.Model):
             if group != "main" and group not in self.group_optimizers:
                 variables += list(group_vars)
         return variables
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras hook (module docstring, "No extra pass over the data"): read no batch when nothing is left to build.
+        everything_built = (
+            all(net.built for net in self.networks().values())
+            and all(opt is not None and opt.built for _, opt in self._optimizer_groups())
+        )
+        if self.networks() and everything_built:
+            self.built = True
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     @property
     def step(self):

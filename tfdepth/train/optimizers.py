@@ -12,6 +12,14 @@ Keras' update with that epsilon. The difference matters when gradients are small
 initialised depth decoder's gradients are 1e-8..1e-6, where Keras' step is 2% of PyTorch's at step 1 and 32% still
 at step 1,120 (measured on the default config; ``stack_notes.md`` has the derivation). ``keras_adam`` keeps Keras'
 form (what runs trained before this option existed used). ``adamw`` is Keras' AdamW (decoupled weight decay).
+
+``sgd`` is :class:`TorchSGD`, ``torch.optim.SGD`` (the RSN code trains with momentum 0.99 and weight decay 5e-4).
+PyTorch's SGD weight decay is an L2 term added to the gradient *before* the momentum buffer (coupled), Keras'
+``weight_decay`` shrinks the weights directly (decoupled): with momentum 0.99 the coupled decay is carried by the
+buffer and acts about 1 / (1 - 0.99) = 100x more strongly than the decoupled one at the same value, so the two are
+not interchangeable. TorchSGD computes PyTorch's form (dampening 0, no Nesterov)::
+
+    g = grad + weight_decay * w;   buf = momentum * buf + g;   w -= lr * buf        (buf = g at step 1)
 """
 
 from __future__ import annotations
@@ -19,9 +27,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["TorchAdam", "OPTIMIZERS", "make_optimizer"]
+__all__ = ["TorchAdam", "TorchSGD", "OPTIMIZERS", "make_optimizer"]
 
-OPTIMIZERS = ("adam", "keras_adam", "adamw")
+OPTIMIZERS = ("adam", "keras_adam", "adamw", "sgd")
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")
@@ -56,13 +64,50 @@ class TorchAdam(keras.optimizers.Adam):
         self.assign_sub(variable, ops.divide(ops.multiply(m, lr / bias_1), denominator))
 
 
-def make_optimizer(name: str, learning_rate, *, epsilon: float | None = None, weight_decay: float = 0.0):
+@keras.saving.register_keras_serializable(package="tfdepth")
+class TorchSGD(keras.optimizers.SGD):
+    """SGD as ``torch.optim.SGD`` computes it: coupled (L2) ``weight_decay`` and PyTorch's momentum buffer.
+
+    Module docstring for the update. The buffer equals Keras' ``momentums`` slot times ``-1 / lr`` only for a
+    constant learning rate, so the buffer is stored as PyTorch's (the slot keeps Keras' name ``momentum``).
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, weight_decay=0.0, name="torch_sgd", **kwargs):
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        kwargs.pop("nesterov", None)
+        super().__init__(learning_rate=learning_rate, momentum=float(momentum), nesterov=False, name=name, **kwargs)
+        self.l2_weight_decay = float(weight_decay)  # not Keras' (decoupled) weight_decay
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        gradient = ops.cast(gradient, dtype)
+        if self.l2_weight_decay:
+            gradient = ops.add(gradient, ops.multiply(variable, ops.cast(self.l2_weight_decay, dtype)))
+        if self.momentum:
+            buf = self.momentums[self._get_variable_index(variable)]
+            self.assign(buf, ops.add(ops.multiply(buf, ops.cast(self.momentum, dtype)), gradient))
+            gradient = buf
+        self.assign_sub(variable, ops.multiply(gradient, lr))
+
+    def get_config(self):
+        return {**super().get_config(), "weight_decay": self.l2_weight_decay}
+
+
+def make_optimizer(name: str, learning_rate, *, epsilon: float | None = None, weight_decay: float = 0.0,
+                   momentum: float = 0.0):
     """The optimiser ``name`` (one of :data:`OPTIMIZERS`) with ``learning_rate`` (a float or a schedule).
 
     ``epsilon`` None takes each optimiser's own default (PyTorch's 1e-8 for ``adam``, Keras' 1e-7 otherwise).
+    ``momentum`` is used by ``sgd`` only; ``weight_decay`` is PyTorch's coupled L2 for ``sgd``, decoupled otherwise.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
+    if name == "sgd":
+        return TorchSGD(learning_rate, momentum=momentum, weight_decay=weight_decay)
     kwargs = {} if epsilon is None else {"epsilon": float(epsilon)}
     if name == "adam":
         return TorchAdam(learning_rate, weight_decay=weight_decay or None, **kwargs)
