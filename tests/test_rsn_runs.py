@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
@@ -25,7 +24,7 @@ import train  # noqa: E402
 RSN_CONFIG = ROOT / "configs" / "rsn_synthetic.yaml"
 TINY_RSN = [
     "data.render_height=24", "data.render_width=32", "data.height=24", "data.width=32",
-    "data.train_scenes=2", "data.validation_scenes=1", "data.test_scenes=1", "data.frames_per_scene=2",
+    "data.train_scenes=2", "data.validation_scenes=1", "data.test_scenes=1", "data.frames_per_scene=3",
     "data.batch_size=2", "model.width_multiplier=0.0625", "model.grid=relative", "loss.stage_epochs=[1,1,1,1]",
     "train.epochs=4", "train.steps_per_epoch=1", "train.validation_steps=1", "train.log_images=false",
     "train.deterministic=true",
@@ -37,11 +36,6 @@ def tiny_args(run_dir, data_dir, *extra):
     for item in TINY_RSN + list(extra):
         args += ["--set", item]
     return args
-
-
-def rsn_weights(run_dir):
-    net = keras.saving.load_model(Path(run_dir) / "rsn_net.keras", compile=False)
-    return [w.copy() for w in net.get_weights()]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +83,7 @@ def test_stages_run_in_order_and_the_run_holds_its_files(rsn_run):
     metrics = json.loads((rsn_run / "metrics.json").read_text())
     for block in (metrics, metrics["generation"], metrics["gt_support"]):
         assert {"rmse", "abs_rel", "log10", "rmse_log", "a1", "a2", "a3"} <= set(block)
-        assert np.isfinite(block["rmse"]) and block["num_images"] == 2
+        assert np.isfinite(block["rmse"]) and block["num_images"] == 3
     assert "no median scaling" in metrics["protocol"]
 
 
@@ -100,17 +94,23 @@ def test_rerun_of_a_complete_run_trains_nothing(rsn_run, tiny_data_dir, capsys):
     assert (rsn_run / "rsn_net.keras").stat().st_mtime_ns == before
 
 
-def test_a_run_stopped_between_stages_resumes_with_identical_weights(rsn_run, tiny_data_dir, tmp_path, monkeypatch):
+def test_a_run_stopped_between_stages_resumes_in_the_next_stage_from_the_same_weights(tiny_data_dir, tmp_path,
+                                                                                   monkeypatch):
+    """Killed at the start of the refinement stage, then rerun: the generation stages are not trained again and
+    the refinement stage starts from exactly the weights the killed process had reached (restored from the stage
+    checkpoints). Bit-identical whole runs across processes are tests/test_resume_kill.py's (same runner)."""
     from tfdepth.recipes.rsn import RsnRecipe
 
     run_dir = tmp_path / "stopped"
-    started = []
+    started, weights_at_refinement = [], []
     original = RsnRecipe.start_stage
 
     def stop_before_refinement(self, trainer, config, stage, log=print):
         started.append(stage)
-        if stage == "refinement" and started.count("refinement") == 1:
-            raise KeyboardInterrupt("killed before the refinement stage")
+        if stage == "refinement":
+            weights_at_refinement.append([w.copy() for w in trainer.rsn.get_weights()])
+            if len(weights_at_refinement) == 1:
+                raise KeyboardInterrupt("killed before the refinement stage")
         return original(self, trainer, config, stage, log=log)
 
     monkeypatch.setattr(RsnRecipe, "start_stage", stop_before_refinement)
@@ -118,10 +118,11 @@ def test_a_run_stopped_between_stages_resumes_with_identical_weights(rsn_run, ti
         train.main(tiny_args(run_dir, tiny_data_dir))
     assert json.loads((run_dir / "run.json").read_text())["status"] == "training"
     assert train.main(tiny_args(run_dir, tiny_data_dir)) == 0
-    # The two generation stages ran once; the resumed process restarted at the refinement stage.
     assert started == ["generation_linear", "generation_log", "refinement", "refinement", "joint"]
-    for a, b in zip(rsn_weights(rsn_run), rsn_weights(run_dir)):
+    killed, resumed = weights_at_refinement
+    for a, b in zip(killed, resumed):
         np.testing.assert_array_equal(a, b)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
 
 
 def test_evaluate_cli_on_the_run(rsn_run, tmp_path):

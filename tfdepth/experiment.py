@@ -8,7 +8,7 @@ Used by ``train.py``, ``evaluate.py`` and the benchmarks; family-specific work i
 * ``checkpoints/``: the latest complete training state (resumable; see ``tfdepth.train.runner``);
 * ``logs/``: TensorBoard; ``<role>_net.keras``: the trained networks, written atomically at the end;
 * staged families (RSN): ``stages/<n>_<stage>/checkpoints`` and ``logs`` per stage instead; a stage starts from the
-  previous stage's last checkpoint, and a resume continues in the stage where the run stopped;
+  networks as the previous stage left them, and a resume continues in the stage where the run stopped;
 * ``metrics.json``: the test split with the family's protocol (absent when the split has no ground truth).
 
 Rerunning ``train.py`` on a run directory resumes it when the config and step plan are the same, says so and does
@@ -60,17 +60,6 @@ def _has_checkpoint(directory: Path) -> bool:
     import tensorflow as tf
 
     return tf.train.latest_checkpoint(str(Path(directory) / "checkpoints")) is not None
-
-
-def _restore_weights(trainer, previous_dir: Path) -> None:
-    """The networks' weights (not the optimizer) from the last checkpoint of the previous stage."""
-    import tensorflow as tf
-
-    latest = tf.train.latest_checkpoint(str(Path(previous_dir) / "checkpoints"))
-    if latest is None:
-        raise RunError(f"{previous_dir} holds no checkpoint of the previous stage; the run directory was edited. "
-                       "Start a new run with another --run-dir")
-    tf.train.Checkpoint(model=trainer).restore(latest).expect_partial()
 
 
 def _read_state(run_dir: Path) -> dict | None:
@@ -179,7 +168,9 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
     if not data.validation_has_depth:
         log("the validation split has no ground-truth depth: depth metrics are not monitored")
     validation = data.validation if config.train.validation_steps else None  # 0 = no validation
-    trainer, previous_dir = None, None
+    trainer = None
+    # Stages run in order in every process: a finished stage's fit only restores its last checkpoint into the
+    # shared networks, so each stage starts from the end of the previous one, in a resumed process too.
     for index, (stage, stage_epochs) in enumerate(stages):
         stage_dir = stage_directory(run_dir, index, stage) if recipe.staged else run_dir
         if index:
@@ -191,13 +182,9 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
         with strategy.scope():
             kwargs = {"stage": stage, "networks": trainer.networks() if trainer else None} if recipe.staged else {}
             trainer = recipe.build_trainer(config, stage_epochs * steps, monitor=data.validation_has_depth, **kwargs)
-        if recipe.staged:
-            fresh = not _has_checkpoint(stage_dir)
-            if fresh and previous_dir is not None:
-                _restore_weights(trainer, previous_dir)  # a resumed process starts from the previous stage's end
-            if fresh:
-                log(f"stage {index + 1}/{len(stages)}: {stage} ({stage_epochs} epochs x {steps} steps)")
-                recipe.start_stage(trainer, config, stage, log=log)
+        if recipe.staged and not _has_checkpoint(stage_dir):
+            log(f"stage {index + 1}/{len(stages)}: {stage} ({stage_epochs} epochs x {steps} steps)")
+            recipe.start_stage(trainer, config, stage, log=log)
         try:
             fit_trainer(
                 trainer, stage_dir, shard_by_data(data.train, strategy), shard_by_data(validation, strategy),
@@ -207,7 +194,6 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
             )
         except NonFiniteError as err:
             raise RunError(str(err)) from None
-        previous_dir = stage_dir
     save_networks(trainer, run_dir, chief=chief)
     train_seconds = time.time() - started
     if not chief:

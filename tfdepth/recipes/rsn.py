@@ -94,10 +94,11 @@ def save_networks(trainer, directory, config=None) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def _predict(net, images):
+def _predict(net, inputs):
     import tensorflow as tf  # noqa: PLC0415
 
-    return {k: v.numpy() for k, v in net(tf.convert_to_tensor(images), training=False).items()}
+    inputs = tf.nest.map_structure(lambda x: tf.convert_to_tensor(x, tf.float32), inputs)
+    return {k: v.numpy() for k, v in net(inputs, training=False).items()}
 
 
 def _resize(depth, shape):
