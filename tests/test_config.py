@@ -117,7 +117,7 @@ def test_model_name_selects_the_family_sections(tmp_path):
 
 @pytest.mark.parametrize(
     "override,key",
-    [("train.epochs=0", "train.epochs"), ("train.optimizer=sgd", "train.optimizer"),
+    [("train.epochs=0", "train.epochs"), ("train.optimizer=rmsprop", "train.optimizer"), ("train.momentum=1.0", "train.momentum"),
      ("train.lr_decay_at=1.5", "train.lr_decay_at"), ("eval.max_depth=0.0001", "eval.max_depth"),
      ("data.intrinsics=[.nan, 1, 0.5, 0.5]", "data.intrinsics"), ("model.initial_depth=500", "model.initial_depth"),
      ("train.keep_checkpoints=0", "train.keep_checkpoints"), ("loss.automask_warmup_steps=-1", "loss.automask_warmup_steps")],

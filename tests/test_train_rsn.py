@@ -138,3 +138,23 @@ def test_bad_arguments_and_batches_are_clear():
     del batch["support_ids"]
     with pytest.raises(KeyError, match="missing support_ids"):
         RegionSupportTrainer(rsn, stage="generation_log").compute_losses(batch)
+
+
+def test_a_sample_without_valid_depth_is_a_clear_error_naming_it():
+    """Algorithm 1 inside the input pipeline: the sample is named, and the runner turns TF's wrapped error into
+    one line (never a NaN loss)."""
+    from tfdepth.data.depth_images import _targets_fn
+    from tfdepth.data.pipeline import make_sample_dataset
+    from tfdepth.experiment import _pipeline_error
+
+    depth = np.zeros((2, H, W, 1), np.float32)  # frame 8: no valid depth at all
+    depth[0] = 2.0
+    samples = tf.data.Dataset.from_tensor_slices({
+        "image": np.full((2, H, W, 3), 0.5, np.float32), "depth": depth,
+        "semantic": np.ones((2, H, W), np.int32), "index": np.array([7, 8], np.int32)})
+    ds = make_sample_dataset(samples, batch_size=2, map_fn=_targets_fn("semantic", {}), drop_remainder=False)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        next(iter(ds))
+    message = _pipeline_error(info.value)
+    assert message is not None and "NYU frame 8" in message and "no pixel has both a valid depth" in message
+    assert "\n" not in message

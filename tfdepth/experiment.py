@@ -62,6 +62,20 @@ def _has_checkpoint(directory: Path) -> bool:
     return tf.train.latest_checkpoint(str(Path(directory) / "checkpoints")) is not None
 
 
+def _pipeline_error(err) -> str | None:
+    """The one-line message of a ValueError raised inside a ``tf.numpy_function`` of the input pipeline (TF wraps
+    it in an InvalidArgumentError with the Python traceback), or None for any other error."""
+    import tensorflow as tf
+
+    if not isinstance(err, tf.errors.InvalidArgumentError):
+        return None
+    for line in str(err.message).splitlines():
+        line = line.strip()
+        if line.startswith("ValueError: "):
+            return line[len("ValueError: "):]
+    return None
+
+
 def _read_state(run_dir: Path) -> dict | None:
     path = run_dir / RUN_STATE_FILE
     if not path.is_file():
@@ -194,6 +208,11 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
             )
         except NonFiniteError as err:
             raise RunError(str(err)) from None
+        except Exception as err:  # a bad sample found by a numpy step of the input pipeline (e.g. Algorithm 1)
+            message = _pipeline_error(err)
+            if message is None:
+                raise
+            raise RunError(f"the training data has a bad sample: {message}") from None
     save_networks(trainer, run_dir, chief=chief)
     train_seconds = time.time() - started
     if not chief:

@@ -20,7 +20,8 @@ Batches (``tfdepth.data.depth_images``): ``image`` [B,H,W,3] in [0,1], ``depth``
 
 Monitoring (validation): the stage's own prediction, metric (no alignment), clamped to the evaluation cap: Ŝ in
 the generation stages, the refined depth from SD in the refinement stage (the paper's "refinement with
-ground-truth region support"), the end-to-end depth in the joint stage. A stage calls only the modules it
+ground-truth region support"), the end-to-end depth in the joint stage. TensorBoard pictures (images only, no SD)
+show the end-to-end depth in the refinement stage. A stage calls only the modules it
 trains (both in the joint stage), so the batch-norm statistics of the other module stay as they are.
 """
 
@@ -126,7 +127,10 @@ class RegionSupportTrainer(DepthTrainer):
     def monitor_depth(self, batch):
         if self.stage.startswith("generation"):
             return self._support(batch, False)
-        support = batch["region_support"] if self.stage == "refinement" else self._support(batch, False)
+        if self.stage == "refinement" and "region_support" in batch:
+            support = batch["region_support"]
+        else:  # the joint stage, and TensorBoard pictures (images only): the end-to-end depth
+            support = self._support(batch, False)
         return self._refine(batch["image"], tf.cast(support, tf.float32), False)[-1]
 
     def call(self, inputs, training=False):
