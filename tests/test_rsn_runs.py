@@ -2,7 +2,10 @@
 into ``stages/<n>_<stage>/``, the refinement stage starts from the generation module's weights, a run stopped
 between stages resumes in the right stage with the weights of an uninterrupted run, ``evaluate.py`` reports the NYU
 protocol (with the generation-only and ground-truth-support variants) on the synthetic rooms and on a fixture NYU
-``.mat``, ``predict.py`` writes metric depth in metres, and the run exports with parity. Config errors first."""
+``.mat``, ``predict.py`` writes metric depth in metres, and the run exports with parity. Config errors first.
+
+Marked slow (``pytest -m slow``; CI runs ``-m 'not slow'``): about 7 minutes on a loaded 2-core machine, most of it
+tracing the RSN graphs of the four stages; tests/test_train_rsn.py covers the trainer in CI."""
 
 import json
 import sys
@@ -13,6 +16,8 @@ import pytest
 
 from conftest import nyu_fixture_frames, write_nyu_mat
 from tfdepth.config import ConfigError, load_config
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

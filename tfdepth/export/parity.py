@@ -90,8 +90,10 @@ def resize_depth(depth, hw, via_disparity: bool = True) -> np.ndarray:
 
 
 def _delta1(candidate, reference):
-    ratio = np.maximum(candidate / reference, reference / candidate)
-    return ratio < 1.25
+    # Metric networks with a ReLU output (RSN) can predict exactly 0: two zeros agree, one zero never does.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.maximum(candidate / reference, reference / candidate)
+    return (ratio < 1.25) | ((candidate == 0) & (reference == 0))
 
 
 def compare(reference, candidates, frames, *, variant, errors_fn=None, via_disparity=True) -> dict:
