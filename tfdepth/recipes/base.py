@@ -24,7 +24,7 @@ from tfdepth.models.inference_heads import get_inference_spec
 from tfdepth.train.optimizers import make_optimizer
 from tfdepth.train.schedules import step_decay_schedule
 
-__all__ = ["Recipe", "Datasets", "precision_policy", "scheduled_optimizer", "resolve_config"]
+__all__ = ["Recipe", "Datasets", "precision_policy", "scheduled_optimizer", "resolve_config", "save_run_networks"]
 
 
 @dataclass
@@ -58,6 +58,23 @@ def scheduled_optimizer(train_config, total_steps: int, learning_rate: float | N
     )
     return make_optimizer(train_config.optimizer, schedule, epsilon=train_config.optimizer_epsilon,
                           weight_decay=train_config.weight_decay, momentum=train_config.momentum)
+
+
+def save_run_networks(trainer, directory, config=None) -> dict:
+    """Save the trainer's networks (``<role>_net.keras``) and its ``config.yaml`` into ``directory``, so that
+    ``tfdepth.DepthPredictor.from_run_dir(directory)`` and export read it as a run (every family's
+    ``save_networks``)."""
+    from pathlib import Path
+
+    from tfdepth.config import save_config
+    from tfdepth.train.runner import save_networks
+
+    config = config if config is not None else getattr(trainer, "config", None)
+    if config is None:
+        raise ValueError("save_networks needs the config the trainer was built from (pass config=...)")
+    paths = save_networks(trainer, directory)
+    save_config(config, Path(directory) / "config.yaml")
+    return paths
 
 
 def resolve_config(family: str, config=None, **sections):

@@ -16,8 +16,8 @@ import itertools
 from pathlib import Path
 
 from tfdepth.models import build_model
-from tfdepth.recipes.base import Datasets, Recipe, precision_policy, resolve_config, scheduled_optimizer
-from tfdepth.train.runner import save_networks as _save_trainer_networks
+from tfdepth.recipes.base import (Datasets, Recipe, precision_policy, resolve_config, save_run_networks,
+                                  scheduled_optimizer)
 from tfdepth.train.self_supervised import SelfSupervisedDepthModel, validate_video_batch_spec
 
 __all__ = ["MonodepthRecipe", "build_trainer", "save_networks"]
@@ -89,16 +89,8 @@ def build_trainer(config=None, *, total_steps: int, data=None, model=None, loss=
 
 
 def save_networks(trainer, directory, config=None) -> dict:
-    """Save the trainer's networks (``depth_net.keras``, ``pose_net.keras``, ...) and its ``config.yaml`` into
-    ``directory``, so that ``tfdepth.DepthPredictor.from_run_dir(directory)`` and export read it as a run."""
-    from tfdepth.config import save_config
-
-    config = config if config is not None else getattr(trainer, "config", None)
-    if config is None:
-        raise ValueError("save_networks needs the config the trainer was built from (pass config=...)")
-    paths = _save_trainer_networks(trainer, directory)
-    save_config(config, Path(directory) / "config.yaml")
-    return paths
+    """Save ``depth_net.keras``, ``pose_net.keras`` (and the U-Net's) and ``config.yaml`` into ``directory``."""
+    return save_run_networks(trainer, directory, config)
 
 
 class MonodepthRecipe(Recipe):

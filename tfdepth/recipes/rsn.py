@@ -31,7 +31,8 @@ import numpy as np
 
 from tfdepth.config import ConfigError
 from tfdepth.models import build_model
-from tfdepth.recipes.base import Datasets, Recipe, precision_policy, resolve_config, scheduled_optimizer
+from tfdepth.recipes.base import (Datasets, Recipe, precision_policy, resolve_config, save_run_networks,
+                                  scheduled_optimizer)
 from tfdepth.train.region_support import STAGES as RSN_STAGE_NAMES
 from tfdepth.train.region_support import RegionSupportTrainer
 
@@ -88,9 +89,7 @@ def build_trainer(config=None, *, stage: str, total_steps: int, data=None, model
 
 def save_networks(trainer, directory, config=None) -> dict:
     """Save ``rsn_net.keras`` and ``config.yaml`` into ``directory`` (a run directory for prediction and export)."""
-    from tfdepth.recipes.monodepth import save_networks as save  # noqa: PLC0415 (the same two files)
-
-    return save(trainer, directory, config)
+    return save_run_networks(trainer, directory, config)
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
