@@ -24,6 +24,23 @@ except RuntimeError as err:  # TensorFlow was initialised before this file ran: 
     raise RuntimeError("tests/conftest.py must configure the logical CPUs before any TensorFlow op runs") from err
 
 
+# The suite runs on 2 xdist workers (pyproject.toml: --dist loadgroup --no-loadscope-reorder). Each file is one
+# work unit, except that the files sharing the session fixture ``trained_run`` (a real train.py run) form one unit,
+# so it is built once. Units are handed out in collection order, and the files that take 30 s or more (measured
+# alone, 2026-12-01) come first, so that no worker is left with a long file at the end (longest first).
+_LONG_FILES = ("test_self_supervised.py", "test_runs.py", "test_cli.py", "test_train_rsn.py", "test_export.py",
+               "test_readme_api.py", "test_precision.py", "test_models_sddr.py")
+_SHARED_RUN_FILES = ("test_runs.py", "test_cli.py")  # both use trained_run
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("trained_run" if name in _SHARED_RUN_FILES else name))
+
+
 @pytest.fixture(scope="session")
 def mirrored_strategy():
     """One MirroredStrategy over the 2 logical CPUs for the whole session.

@@ -2,7 +2,12 @@
 write and again mid-epoch resumes at the right step and ends with the weights of the uninterrupted run.
 
 Each training runs in its own process (a real SIGKILL; op determinism is process-wide). Tiny: 64x64 network input,
-batch 2, 2 epochs x 3 steps, a checkpoint every 2 steps, no validation.
+batch 2, 2 epochs x 3 steps, a checkpoint every 2 steps, no validation. Both are marked slow (4-5 train.py
+processes, about 3 minutes: run them with ``pytest -m slow tests/test_resume_kill.py``); the default suite keeps
+their in-process counterparts in tests/test_trainer_core.py (a mid-epoch resume equals the uninterrupted run;
+partial checkpoint files are removed; the non-finite guard keeps the last good checkpoint). The kill test ends
+with weights bit-equal to one uninterrupted run, which already needs deterministic training; the plain two-run
+determinism test is its diagnostic when it fails.
 """
 
 import os
@@ -52,25 +57,24 @@ def wait_for(predicate, process, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tiny_data_dir, tiny_run, trained_run):
-    return tiny_data_dir  # trained_run has built the tiny synthetic set there
+def reference_run(tmp_path_factory, tiny_data_dir, tiny_run):
+    """One uninterrupted run. It runs alone, so it can build the tiny synthetic set the later runs read."""
+    run_dir = tmp_path_factory.mktemp("determinism") / "a"
+    finish(launch(run_dir, tiny_data_dir, tiny_run))
+    return run_dir
 
 
-@pytest.fixture(scope="module")
-def reference_runs(tmp_path_factory, data_dir, tiny_run):
-    base = tmp_path_factory.mktemp("determinism")
-    a, b = launch(base / "a", data_dir, tiny_run), launch(base / "b", data_dir, tiny_run)
-    finish(a), finish(b)
-    return base / "a", base / "b"
-
-
-def test_deterministic_runs_give_identical_weights(reference_runs):
-    a, b = reference_runs
-    for wa, wb in zip(depth_weights(a), depth_weights(b)):
+@pytest.mark.slow
+def test_deterministic_runs_give_identical_weights(tmp_path, tiny_data_dir, tiny_run, reference_run):
+    finish(launch(tmp_path / "b", tiny_data_dir, tiny_run))
+    for wa, wb in zip(depth_weights(reference_run), depth_weights(tmp_path / "b")):
         np.testing.assert_array_equal(wa, wb)
 
 
-def test_sigkill_during_a_checkpoint_write_and_mid_epoch_then_resume(tmp_path, data_dir, tiny_run, reference_runs):
+@pytest.mark.slow
+def test_sigkill_during_a_checkpoint_write_and_mid_epoch_then_resume(tmp_path, tiny_data_dir, tiny_run,
+                                                                      reference_run):
+    data_dir = tiny_data_dir
     run_dir = tmp_path / "run"
     ckpt = run_dir / "checkpoints"
 
@@ -89,5 +93,5 @@ def test_sigkill_during_a_checkpoint_write_and_mid_epoch_then_resume(tmp_path, d
     out3 = finish(launch(run_dir, data_dir, tiny_run))
     assert "ckpt-4" in out3 and "4 training steps done" in out3, out3[-2000:]
     assert not [p for p in ckpt.iterdir() if "_temp" in p.name]
-    for got, expected in zip(depth_weights(run_dir), depth_weights(reference_runs[0])):
+    for got, expected in zip(depth_weights(run_dir), depth_weights(reference_run)):
         np.testing.assert_array_equal(got, expected)

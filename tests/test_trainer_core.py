@@ -186,6 +186,30 @@ def test_strategy_fit_reads_the_data_once_and_trains_on_the_same_batches():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_two_replicas_step_equals_one_device_on_the_global_batch(mirrored_strategy):
+    """2 replicas x 2 samples == 1 device x 4 samples: the per-replica loss is divided by num_replicas_in_sync
+    and the gradients summed, so loss and weights agree. (Without the division the step is twice as large: the
+    weights differ by far more than the tolerance.) The full self-supervised family: test_self_supervised.py
+    (marked slow)."""
+    rng = np.random.default_rng(9)
+    image = rng.random((4, 8, 8, 3)).astype(np.float32)
+    data = tf.data.Dataset.from_tensors({"image": image, "depth": 1.0 + image.mean(-1, keepdims=True)}).repeat()
+    single = trainer(lr=0.05)
+    single.compile(optimizer=keras.optimizers.SGD(0.05))
+    start = weights(single)
+    loss_single = single.fit(data, epochs=1, steps_per_epoch=2, verbose=0).history["loss"][0]
+    with mirrored_strategy.scope():
+        mirrored = trainer(lr=0.05)
+        mirrored.set_weights(start)
+        mirrored.compile(optimizer=keras.optimizers.SGD(0.05))
+    loss_mirrored = mirrored.fit(data, epochs=1, steps_per_epoch=2, verbose=0).history["loss"][0]
+    np.testing.assert_allclose(loss_mirrored, loss_single, rtol=1e-5)
+    moved = [not np.allclose(a, b) for a, b in zip(single.get_weights(), start)]
+    assert all(moved)
+    for a, b in zip(single.get_weights(), mirrored.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+
+
 # ------------------------------------------------------------------------------------------------ resume
 class StopAfter(keras.callbacks.Callback):
     def __init__(self, n):
