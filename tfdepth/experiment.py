@@ -112,11 +112,16 @@ def _check_existing_run(run_dir: Path, config):
     return stored
 
 
-def _configure_determinism(train_config):
+def _seed(seed):
     import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def _configure_determinism(train_config):
     import tensorflow as tf
 
-    keras.utils.set_random_seed(train_config.seed)
+    _seed(train_config.seed)
     if train_config.deterministic:
         tf.config.experimental.enable_op_determinism()
         # Grappler's graph rewrites made two fits of the same graph differ at 1e-7 (measured: op determinism alone
@@ -193,6 +198,10 @@ def run_training(config, run_dir, *, max_steps: int | None = None, evaluate: boo
             data = recipe.datasets(dataclasses.replace(
                 config, data=dataclasses.replace(config.data, seed=config.data.seed + index)))
             validation = data.validation if config.train.validation_steps else None
+        if trainer is None:
+            # The initial weights depend on train.seed alone, not on what preparing the data drew from the random
+            # generators: a run that had to render its dataset first started from other weights than its rerun.
+            _seed(config.train.seed)
         with strategy.scope():
             kwargs = {"stage": stage, "networks": trainer.networks() if trainer else None} if recipe.staged else {}
             trainer = recipe.build_trainer(config, stage_epochs * steps, monitor=data.validation_has_depth, **kwargs)
