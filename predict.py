@@ -3,6 +3,7 @@
     python predict.py --run-dir runs/default photo.jpg more_photos/ clip.mp4 --out predictions/
     python predict.py --model export/depth/1 photo.jpg --out predictions/ --save png,npy,png16,panel,ply
     python predict.py --model depth.tflite photo.jpg --out predictions/ --save ply --intrinsics 720,720,319.5,239.5
+    python predict.py --run-dir runs/sddr photo.jpg --base-model runs/default --out refined/   # SDDR refinement
 
 What is written, per image (``--save``, a comma list; default ``png,npy``):
   png     <name>.png          colourised inverse depth (MAGMA, near = bright) with a colour bar in depth units,
@@ -14,6 +15,10 @@ What is written, per image (``--save``, a comma list; default ``png,npy``):
   panel   <name>_panel.png    RGB | colourised depth | colour bar, side by side
   ply     <name>.ply          coloured point cloud (binary PLY, OpenCV camera axes, depth units), back-projected
                               with --intrinsics or the run's camera; at most --ply-max-points points
+SDDR runs refine a base predictor's depth instead (``--base-model RUN_OR_EXPORT``, ``--base-dir DIR`` or
+``--base-low FILE --base-high FILE``; ``--refine-mode one_stage|two_stage``) and write <name>_refined.npy (inverse
+depth in [0, 1], near = 1, up to scale and shift), <name>_refined16.png and <name>_refined_panel.png
+(image | base | refined); predict_io/refine.py says more.
 Videos (.mp4 .avi .mov .mkv ...): --video-out video (default) writes <name>_depth.mp4 (the png picture, or the panel
 if --save has panel, colour range fixed from the first frame); frames writes the --save files of each predicted
 frame into <name>/<frame index>.*; both does both. --every N predicts every N-th frame.
@@ -278,7 +283,62 @@ def build_parser():
     parser.add_argument("--video-out", choices=("video", "frames", "both"), default="video",
                         help="for videos: a depth video <name>_depth.mp4, the --save files per frame, or both")
     parser.add_argument("--every", type=int, default=1, help="videos: predict every N-th frame (default 1)")
+    sddr = parser.add_argument_group("SDDR runs (refine a base predictor's depth; predict_io/refine.py)")
+    sddr.add_argument("--base-model", help="the base predictor: a tfdepth run directory or export")
+    sddr.add_argument("--base-high-scale", type=float, default=2.0,
+                      help="--base-model run directories: the high-resolution pass at this x the network size (2)")
+    sddr.add_argument("--base-dir", help="precomputed base maps <image stem>_low.* and <image stem>_high.*")
+    sddr.add_argument("--base-low", help="one image's low-resolution base map (.png 16-bit, .npy, .pfm, .tif)")
+    sddr.add_argument("--base-high", help="one image's high-resolution base map")
+    sddr.add_argument("--base-kind", choices=("disparity", "depth"), default="disparity",
+                      help="what base map files hold (default disparity, as MiDaS-like predictors write)")
+    sddr.add_argument("--base-png-scale", type=float, default=1.0, help="16-bit PNG base maps hold value x this")
+    sddr.add_argument("--refine-mode", default="one_stage", choices=("one_stage", "two_stage"),
+                      help="one_stage (whole image, default) or two_stage (then 2x2 and 3x3 windows)")
+    sddr.add_argument("--refine-size", type=int, default=None,
+                      help="N_r network size, a multiple of 128 (default: the size it was trained at)")
     return parser
+
+
+def _depth_handler(args, save, camera, note, reporter, out_dir):
+    """``(path, kind) -> None`` predicting depth with a depth model (run directory or export)."""
+    from tfdepth.inference import DepthPredictor
+    from tfdepth.viz import depth_unit_label
+
+    model_path = args.run_dir or args.model
+    try:
+        predictor = DepthPredictor.from_run_dir(model_path) if args.run_dir else DepthPredictor.load(model_path)
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    if "ply" in save and camera is None:
+        camera, note = run_camera(predictor.config)
+        if camera is None:
+            raise UsageError("--save ply needs the camera: pass --intrinsics fx,fy,cx,cy (pixels of the input "
+                             f"images) or a file; {model_path} does not say which camera it was trained with")
+    ctx = Context(predictor, save, depth_unit_label(predictor.depth_kind), camera, note, args.ply_max_points,
+                  reporter, Outputs(out_dir))
+    return lambda path, kind: predict_video(ctx, path, args) if kind == "video" else predict_image(ctx, path, args)
+
+
+def _sddr_handler(args, reporter, out_dir):
+    """``(path, kind) -> None`` refining a base predictor's depth with an SDDR run (predict_io/refine.py)."""
+    from predict_io.refine import base_source, refine_image
+    from tfdepth.refine import DepthRefiner
+
+    try:
+        refiner = DepthRefiner.from_run_dir(args.run_dir, size=args.refine_size)
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    base, what = base_source(args)
+    reporter.info(f"SDDR {args.refine_mode} refinement at {refiner.size}x{refiner.size}; {what}")
+    outputs = Outputs(out_dir)
+
+    def handle(path, kind):
+        if kind == "video":
+            raise Skip("SDDR refines images (a video's frames would each need their base maps); extract frames")
+        refine_image(refiner, base, outputs, reporter, path, args)
+
+    return handle
 
 
 def main(argv=None) -> int:
@@ -299,31 +359,22 @@ def main(argv=None) -> int:
             raise UsageError(f"--out {out_dir} is an existing file; give a folder (it is created if missing)")
         camera, note = (parse_intrinsics_arg(args.intrinsics) if args.intrinsics else (None, ""))
 
-        from tfdepth.inference import DepthPredictor
-        from tfdepth.viz import depth_unit_label
+        from predict_io.refine import is_sddr_run
 
         model_path = args.run_dir or args.model
-        try:
-            predictor = DepthPredictor.from_run_dir(model_path) if args.run_dir else DepthPredictor.load(model_path)
-        except (FileNotFoundError, ValueError) as err:
-            raise UsageError(str(err)) from None
-        if "ply" in save and camera is None:
-            camera, note = run_camera(predictor.config)
-            if camera is None:
-                raise UsageError("--save ply needs the camera: pass --intrinsics fx,fy,cx,cy (pixels of the input "
-                                 f"images) or a file; {model_path} does not say which camera it was trained with")
-        ctx = Context(predictor, save, depth_unit_label(predictor.depth_kind), camera, note, args.ply_max_points,
-                      reporter, Outputs(out_dir))
+        sddr = args.run_dir is not None and is_sddr_run(args.run_dir)
+        if not sddr and (args.base_model or args.base_dir or args.base_low or args.base_high):
+            raise UsageError(f"--base-model, --base-dir, --base-low and --base-high give the depth an SDDR run "
+                             f"refines; {model_path} is not an SDDR run directory")
+        handle = _sddr_handler(args, reporter, out_dir) if sddr else _depth_handler(args, save, camera, note,
+                                                                                    reporter, out_dir)
         items = collect_inputs(args.inputs, reporter)
         images = [p for p, kind in items if kind == "image"]
         progress = Progress(len(images), "images", enabled=len(images) > 1)
         for path, kind in items:
             reporter.progress = progress if kind == "image" else None
             try:
-                if kind == "video":
-                    predict_video(ctx, path, args)
-                else:
-                    predict_image(ctx, path, args)
+                handle(path, kind)
             except Skip as why:
                 reporter.skip(path, str(why))
             except ValueError as err:  # what the predictor refuses (its message names the problem)

@@ -104,8 +104,8 @@ def _parity_frames(args, info, depth_scale):
     if args.parity_frames < 1:
         raise ValueError(f"--parity-frames must be >= 1, got {args.parity_frames}")
     split = info.config.eval.split
-    for name, image, depth in get_recipe(info.config.model.name).eval_frames(info.config, split):
-        frames.append(ParityFrame(name, image, depth))
+    for name, image, depth, *inputs in get_recipe(info.config.model.name).eval_frames(info.config, split):
+        frames.append(ParityFrame(name, image, depth, inputs[0] if inputs else {}))
         if len(frames) >= args.parity_frames:
             break
     if not frames:

@@ -29,10 +29,12 @@ except RuntimeError as err:  # TensorFlow was initialised before this file ran: 
 # so it is built once. Units are handed out in collection order, and the files that take 30 s or more (measured
 # alone, 2026-12-01) come first, so that no worker is left with a long file at the end (longest first).
 _LONG_FILES = ("test_self_supervised.py", "test_runs.py", "test_cli.py", "test_train_rsn.py", "test_export.py",
-               "test_readme_api.py", "test_precision.py", "test_models_sddr.py")
+               "test_readme_api.py", "test_precision.py", "test_models_sddr.py", "test_refine.py",
+               "test_train_sddr.py")
 _SHARED_RUN_FILES = ("test_runs.py", "test_cli.py")  # both use trained_run
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group markers into the node ids
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(_LONG_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

@@ -39,10 +39,13 @@ ALLOWED_IMPORTS = {
     # recipes: one module per family composing data + train + evaluation (DESIGN.md); only experiment, the CLIs
     # and users' scripts import them.
     "recipes": {"config", "data", "train", "models", "losses", "geometry", "metrics", "viz", "io", "inference",
-                "export", "evaluation", "layers", "ops"},
+                "export", "evaluation", "layers", "ops", "edge_metrics", "refine"},
     # edge_metrics: SDDR's evaluation metrics (D3R, ORD, aligned depth errors); numpy/scipy like metrics, whose
     # depth errors it reuses.
     "edge_metrics": {"metrics"},
+    # refine: SDDR for users (a refiner from a run, base maps from a tfdepth model or from files); like inference,
+    # plus the map-file readers of data.middlebury.
+    "refine": {"models", "inference", "config", "data", "io"},
 }
 EXEMPT = {"tfdepth/__init__.py"}  # the lazy public surface imports models, config and inference by design
 BANNED_ANYWHERE = {"tensorflow_addons"}

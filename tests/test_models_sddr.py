@@ -27,7 +27,7 @@ OUTPUT_SCALES = {"depth": 0, "depth_1": 1, "depth_2": 2, **{f"omega_{s}": s for 
 @pytest.fixture(scope="module")
 def net():
     keras.utils.set_random_seed(3)
-    return build_model({"name": "sddr"})["refine"]
+    return build_model({"name": "sddr"})["sddr"]
 
 
 def _inputs(size, seed=0, batch=1):
@@ -137,9 +137,9 @@ def test_registry_and_inference_spec(net):
     assert "sddr" in MODEL_BUILDERS
     spec = get_inference_spec("sddr")
     assert spec.input_multiple == 128 and spec.extra_inputs == ("depth_low", "depth_high")
-    assert spec.depth_kind == "relative" and set(spec.files) == {"refine"}
+    assert spec.depth_kind == "relative" and set(spec.files) == {"sddr"}
     assert get_inference_spec("monodepth").extra_inputs == ()  # the new field defaults to no extra inputs
-    inference = spec.build({"refine": net}, {})
+    inference = spec.build({"sddr": net}, {})
     raw, _ = _inputs(128, seed=4)
     scaled = {k: 1000.0 * v + 5.0 for k, v in raw.items()}  # any units: min-max normalised inside
     np.testing.assert_allclose(inference(scaled)["depth"].numpy(), net(raw, training=False)["depth"].numpy(),

@@ -33,12 +33,13 @@ from tfdepth.config.common import (
 )
 from tfdepth.config.monodepth import MonodepthLossConfig, MonodepthModelConfig
 from tfdepth.config.rsn import RsnLossConfig, RsnModelConfig
+from tfdepth.config.sddr import SddrLossConfig, SddrModelConfig
 from tfdepth.config.schema import ConfigError, build_section, config_to_dict
 from tfdepth.io import atomic_write_text
 
 __all__ = [
     "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "MonodepthModelConfig", "MonodepthLossConfig",
-    "RsnModelConfig", "RsnLossConfig",
+    "RsnModelConfig", "RsnLossConfig", "SddrModelConfig", "SddrLossConfig",
     "TrainConfig", "EvalConfig", "ExportConfig", "ExperimentConfig", "FAMILY_SECTIONS", "register_family",
     "load_config", "read_yaml", "config_from_dict", "config_to_dict", "apply_overrides", "save_config", "config_differences",
     "PRECISIONS", "STRATEGIES", "OPTIMIZERS", "NONFINITE_POLICIES",
@@ -48,6 +49,7 @@ __all__ = [
 FAMILY_SECTIONS: dict[str, tuple[type, type]] = {
     "monodepth": (MonodepthModelConfig, MonodepthLossConfig),
     "rsn": (RsnModelConfig, RsnLossConfig),
+    "sddr": (SddrModelConfig, SddrLossConfig),
 }
 DEFAULT_FAMILY = "monodepth"
 

@@ -78,14 +78,14 @@ SDDR_DEFAULTS = {"height": None, "width": None, "attention_blocks": 8, "token_la
 
 
 def build_sddr(model_config):
-    """SDDR's refinement network N_r from a config (dict or attribute object): ``{"refine": SDDRNet}``.
+    """SDDR's refinement network N_r from a config (dict or attribute object): ``{"sddr": SDDRNet}``.
 
     Fields (defaults in ``SDDR_DEFAULTS``): ``height``/``width`` (None = any multiple of 128), ``attention_blocks``
     (8, the code; the paper says 4), ``token_layout`` ("joint" | "official_reshape"), ``upsample``
     ("bicubic_align_corners" | "bicubic"), ``drop_path_rate`` (MiT stochastic depth, 0.1).
     """
     get = lambda key: _field(model_config, key, SDDR_DEFAULTS[key])  # noqa: E731
-    return {"refine": SDDRNet(**{key: get(key) for key in SDDR_DEFAULTS})}
+    return {"sddr": SDDRNet(**{key: get(key) for key in SDDR_DEFAULTS})}
 
 
 MODEL_BUILDERS["sddr"] = build_sddr

@@ -86,7 +86,7 @@ def sddr_inference_network(networks, model_config) -> keras.Model:
     """Base maps ``{"depth_low", "depth_high"}`` (any units, min-max normalised inside) -> ``{"depth"}`` (raw D0)."""
     from tfdepth.models.sddr import SDDRInference  # noqa: PLC0415 (keeps this module light to import)
 
-    return SDDRInference(networks["refine"])
+    return SDDRInference(networks["sddr"])
 
 
 INFERENCE_SPECS = {
@@ -98,7 +98,7 @@ INFERENCE_SPECS = {
     ),
 }
 INFERENCE_SPECS["sddr"] = InferenceSpec(
-    files={"refine": "sddr_net.keras"},
+    files={"sddr": "sddr_net.keras"},
     build=sddr_inference_network,
     depth_kind="relative",  # affine-invariant: D0 is defined up to scale and shift (specs/sddr.md §2.3)
     input_multiple=128,

@@ -10,10 +10,11 @@ from __future__ import annotations
 from tfdepth.recipes.base import Datasets, Recipe
 from tfdepth.recipes.monodepth import MonodepthRecipe
 from tfdepth.recipes.rsn import RsnRecipe
+from tfdepth.recipes.sddr import SddrRecipe
 
 __all__ = ["RECIPES", "get_recipe", "Recipe", "Datasets"]
 
-RECIPES: dict[str, Recipe] = {"monodepth": MonodepthRecipe(), "rsn": RsnRecipe()}
+RECIPES: dict[str, Recipe] = {"monodepth": MonodepthRecipe(), "rsn": RsnRecipe(), "sddr": SddrRecipe()}
 
 
 def get_recipe(name: str) -> Recipe:

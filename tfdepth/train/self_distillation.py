@@ -57,6 +57,7 @@ from epoch 2 on, the labels of a sample are computed with the **current weights*
 import tensorflow as tf
 
 from tfdepth.ops.edges import bilateral_filter_tf, edge_representation_tf, minmax_normalize_tf
+from tfdepth.models.sddr_inference import refine_fn_from_model
 from tfdepth.ops.tiling import align_affine_tf, crop_windows_tf, merge_windows_tf, refine_windows_tf, window_grid
 
 __all__ = ["coarse_to_fine_labels", "refine_fn_from_model", "DEFAULT_OVERLAPS", "LABEL_SOURCES"]
@@ -64,33 +65,6 @@ __all__ = ["coarse_to_fine_labels", "refine_fn_from_model", "DEFAULT_OVERLAPS", 
 DEFAULT_OVERLAPS = (0.2, 0.25, 0.25)  # 2x2 and 3x3 as the official two-stage code; 4x4 [not found]: as 3x3
 LABEL_SOURCES = ("depth", "gradient")
 _ASPECT_TOLERANCE = 0.02
-
-
-def refine_fn_from_model(model, key="depth"):
-    """``(low, high) -> model({"depth_low": low, "depth_high": high}, training=False)[key]``, traced once per size.
-
-    The network call is a ``tf.function`` with the signature ``[None, h, w, 1]`` (one per spatial size), so the
-    S + 1 calls of :func:`coarse_to_fine_labels` (batches B, 4B, 9B, ...) share one traced network graph instead of
-    inlining it S + 1 times. Measured at 256x256 inside an outer ``tf.function``: 67 s of tracing + first run with
-    the network inlined three times (S = 2), 21 s with this wrapper (S = 1; the network graph is ~6000 ops).
-    """
-    traced = {}
-
-    def refine(low, high):
-        size = (low.shape[1], low.shape[2])
-        if size not in traced:
-            spec = tf.TensorSpec([None, size[0], size[1], 1], tf.float32)
-
-            def call(lo, hi):
-                return model({"depth_low": lo, "depth_high": hi}, training=False)[key]
-
-            # _noinline: the outer graph calls the network function instead of inlining its ~6000 ops, which
-            # halves the tracing + graph-optimisation time of a label function under tf.function (measured).
-            traced[size] = tf.function(call, input_signature=[spec, spec],
-                                       experimental_attributes={"_noinline": True})
-        return traced[size](tf.cast(low, tf.float32), tf.cast(high, tf.float32))
-
-    return refine
 
 
 def _interior_mask(x):
