@@ -180,9 +180,11 @@ def test_evaluate_cli_on_a_middlebury_2021_scene_with_both_views(sddr_run, tmp_p
     base = tmp_path / "base"
     base.mkdir()
     y, x = np.mgrid[0:64, 0:96]
-    disparity = (40.0 + 30.0 * ((np.abs(x - 48) < 16) & (np.abs(y - 32) < 12))).astype(np.float32)
+    # Three depths (far ramp, a middle box, a near box): Boost's D3R leaves the nearest depth out, so two are needed.
+    disparity = (20.0 + 10.0 * y / 64 + 25.0 * ((np.abs(x - 30) < 14) & (np.abs(y - 32) < 14))
+                 + 50.0 * ((np.abs(x - 72) < 12) & (np.abs(y - 32) < 12))).astype(np.float32)
     for view, side in ((0, "l"), (1, "r")):
-        cv2.imwrite(str(scene / f"im{view}.png"), np.stack([disparity * 3] * 3, -1).astype(np.uint8))
+        cv2.imwrite(str(scene / f"im{view}.png"), np.stack([disparity * 3] * 3, -1).clip(0, 255).astype(np.uint8))
         write_pfm(scene / f"disp{view}.pfm", disparity)
         np.save(base / f"artroom1_{side}_low.npy", cv2.GaussianBlur(disparity, (0, 0), 3.0))
         np.save(base / f"artroom1_{side}_high.npy", disparity)
@@ -190,8 +192,16 @@ def test_evaluate_cli_on_a_middlebury_2021_scene_with_both_views(sddr_run, tmp_p
                                      "doffs=5\nbaseline=170\nwidth=96\nheight=64\nndisp=100\n")
     out = tmp_path / "metrics.json"
     code = evaluate_cli.main(["--run-dir", str(sddr_run), "--middlebury", str(tmp_path / "mid"), "--base-dir",
-                              str(base), "--output", str(out)])
+                              str(base), "--output", str(out), "--superpixel-scale", "1"])
     assert code == 0, capsys.readouterr().err
     metrics = json.loads(out.read_text())
-    assert metrics["frames"] == 2 and "superpixels at scale 0.2" in metrics["protocol"]
+    assert metrics["frames"] == 2 and "superpixels at scale 1" in metrics["protocol"]
     assert all(np.isfinite(v) for name in ("base", "one_stage", "two_stage") for v in metrics[name].values())
+
+
+def test_a_metric_undefined_on_an_image_is_left_out_of_its_mean_never_nan():
+    from tfdepth.recipes.sddr import mean_metrics
+
+    rows = [{"d3r": 0.2, "ord": float("nan")}, {"d3r": float("nan"), "ord": float("nan")}, {"d3r": 0.4, "ord": float("nan")}]
+    assert mean_metrics(rows) == {"d3r": pytest.approx(0.3), "ord": None, "undefined": {"d3r": 1, "ord": 3}}
+    assert mean_metrics([{"d3r": 0.5}]) == {"d3r": 0.5}

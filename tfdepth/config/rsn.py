@@ -57,6 +57,11 @@ class RsnLossConfig:
     stage_epochs: tuple[int, ...] = (17, 23, 20, 10)  # epochs of each RSN_STAGES stage; 0 = skip
     refinement_learning_rate: float = 1e-4  # refinement stage and the refinement module in the joint stage
     refinement_init: str = "generation"  # generation (copy conv1/layer1/full1/full2, spec §5) | scratch
+    # The refinement head (infer5: conv without bias + ReLU) at the start of the refinement stage: pytorch keeps
+    # PyTorch's default init (the code; about half the pixels start at exactly 0, where the ReLU passes no gradient
+    # and log(d + 1e-6) = -13.8) | positive: the same weights made non-negative, so every pixel starts > 0 on the
+    # non-negative features in front of it [not in the code; tfdepth/recipes/rsn.py says why].
+    refinement_head_init: str = "pytorch"
 
     def __post_init__(self):
         check_choice(self.region_labels, REGION_LABELS, "loss.region_labels")
@@ -64,6 +69,7 @@ class RsnLossConfig:
         check_choice(self.regions, ("class", "components"), "loss.regions")
         check_choice(self.support_ids, ("cell", "value"), "loss.support_ids")
         check_choice(self.refinement_init, ("generation", "scratch"), "loss.refinement_init")
+        check_choice(self.refinement_head_init, ("pytorch", "positive"), "loss.refinement_head_init")
         check_positive(self.num_slabs, "loss.num_slabs")
         check_positive(self.refinement_learning_rate, "loss.refinement_learning_rate")
         if len(self.stage_epochs) != len(RSN_STAGES) or any(e < 0 for e in self.stage_epochs):

@@ -28,6 +28,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from tfdepth.config import ConfigError
 from tfdepth.models import build_model
@@ -36,7 +37,7 @@ from tfdepth.recipes.base import (Datasets, Recipe, precision_policy, resolve_co
 from tfdepth.train.region_support import STAGES as RSN_STAGE_NAMES
 from tfdepth.train.region_support import RegionSupportTrainer
 
-__all__ = ["RsnRecipe", "build_trainer", "save_networks", "evaluate_rsn", "region_options"]
+__all__ = ["RsnRecipe", "build_trainer", "save_networks", "evaluate_rsn", "region_options", "positive_refinement_head"]
 
 FAMILY = "rsn"
 
@@ -51,6 +52,21 @@ def _model_fields(config) -> dict:
     m = config.model
     return {"grid": m.grid, "iterations": m.iterations, "sync_batchnorm": m.sync_batchnorm,
             "width_multiplier": m.width_multiplier, "encoder_weights": m.encoder_weights}
+
+
+def positive_refinement_head(refinement):
+    """``loss.refinement_head_init: positive``: the refinement head's kernel (infer5, conv without bias + ReLU)
+    replaced by its absolute value; returns the kernel variable.
+
+    Why: the head sees the output of infer4's ReLU (>= 0). With PyTorch's symmetric default init its output is
+    negative at about half the pixels, so the ReLU outputs exactly 0 there: no gradient passes, and L_i's log(d +
+    1e-6) = -13.8 makes the first refinement loss ~24 (measured on the CPU recipe; it was still 3.5 after 300 steps).
+    A non-negative kernel on non-negative features gives d > 0 at (almost) every pixel from the first step, with
+    the same magnitudes, so every pixel gets a gradient. [not in the authors' code: a CPU-recipe switch]
+    """
+    kernel = refinement.get_layer("infer5_conv").kernel
+    kernel.assign(tf.abs(kernel))
+    return kernel
 
 
 def trainer_from_config(config, stage: str, total_steps: int, *, monitor: bool = True, rsn=None):
@@ -217,6 +233,10 @@ class RsnRecipe(Recipe):
             copied = init_refinement_from_generation(trainer.refinement, trainer.generation)
             log(f"refinement module initialised from the generation module ({copied} tensors: conv1, bn1, layer1, "
                 "full1, full2; loss.refinement_init=generation)")
+        if stage == "refinement" and config.loss.refinement_head_init == "positive":
+            kernel = positive_refinement_head(trainer.refinement)
+            log(f"refinement head infer5 made non-negative ({kernel.shape[2]} inputs; "
+                "loss.refinement_head_init=positive)")
 
     def eval_frames(self, config, split="test"):
         from tfdepth.data.depth_images import eval_depth_frames  # noqa: PLC0415

@@ -97,9 +97,20 @@ def save_networks(trainer, directory, config=None) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def _mean_metrics(rows):
-    keys = rows[0].keys()
-    return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+def mean_metrics(rows) -> dict:
+    """Per-metric mean over the images where the metric is defined. Boost's D3R is undefined (NaN) on an image
+    without a ground-truth discontinuity between non-nearest superpixel centres; such images are left out of that
+    metric's mean, ``undefined`` counts them, and a metric undefined on every image is None (JSON null), never NaN."""
+    out, undefined = {}, {}
+    for key in rows[0]:
+        values = np.array([r[key] for r in rows], np.float64)
+        finite = np.isfinite(values)
+        out[key] = float(values[finite].mean()) if finite.any() else None
+        if not finite.all():
+            undefined[key] = int((~finite).sum())
+    if undefined:
+        out["undefined"] = undefined
+    return out
 
 
 def files_base(base_dir, kind="disparity", png_scale=1.0):
@@ -156,7 +167,7 @@ def evaluate_sddr(refiner, elements, *, base=None, modes=("one_stage", "two_stag
             rows[mode].append(score(refiner.refine(low, high, mode=mode, output_size=gt.shape)))
     if not rows["base"]:
         raise ValueError("no frames to evaluate")
-    metrics = {name: _mean_metrics(r) for name, r in rows.items()}
+    metrics = {name: mean_metrics(r) for name, r in rows.items()}
     metrics["frames"] = len(rows["base"])
     metrics["protocol"] = ("inverse-depth predictions fitted to 1/GT by least-squares scale and shift (delta1, rel); "
                            "ord, d3r: Boost's disagreement ratios; ord_rank: the paper's Eq. 13; per-image metrics "
