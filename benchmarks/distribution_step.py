@@ -22,7 +22,6 @@ losses, threads, CPU model, load average). Not part of the test suite (about 2-4
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -41,18 +40,9 @@ tf.config.set_logical_device_configuration(
 )
 
 import keras  # noqa: E402
+from machine import cpu_model  # noqa: E402 (benchmarks/machine.py)
 
 LOSS_RTOL = 1e-4  # float32 sums in another order (per replica, then all-reduced); measured differences are ~1e-7
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fixed_batch(batch_size, height, width, seed=0):

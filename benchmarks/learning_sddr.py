@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,16 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from machine import cpu_model  # noqa: E402 (benchmarks/machine.py)
 
 
 def edge_distances(net, frames, config) -> dict:
@@ -124,7 +116,7 @@ def main(argv=None) -> int:
     else:
         metrics = run_training(config, run_dir, verbose=2)
     keys = ("delta1", "rel", "ord", "d3r", "ord_rank")
-    result = {"config": Path(args.config).name, "machine": f"{_cpu_model()}, {os.cpu_count()} logical CPUs"}
+    result = {"config": Path(args.config).name, "machine": f"{cpu_model()}, {os.cpu_count()} logical CPUs"}
     result.update({name: {k: metrics[name][k] for k in keys} for name in ("base", "one_stage", "two_stage")})
     result["test_frames"] = metrics.get("frames")
     result["train_seconds"] = metrics.get("train_seconds")
