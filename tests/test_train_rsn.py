@@ -182,3 +182,21 @@ def test_positive_refinement_head_starts_every_pixel_above_zero():
     assert (rsn.refinement.get_layer("infer5_conv").kernel.numpy() >= 0).all()
     after = refined()
     assert (after == 0).mean() < 0.2 * (before == 0).mean()
+
+
+def test_joint_learning_rate_sets_both_modules_rates_in_the_joint_stage_only():
+    from tfdepth.recipes import rsn as rsn_recipe
+
+    def rates(stage, **loss):
+        trainer = rsn_recipe.build_trainer(
+            stage=stage, total_steps=10, data={"height": H, "width": W},
+            model={"grid": "relative", "width_multiplier": 0.0625, "sync_batchnorm": False},
+            loss={"refinement_learning_rate": 1e-4, "stage_epochs": [1, 0, 0, 0], **loss},
+            train={"learning_rate": 1e-3, "epochs": 1})
+        lr = lambda opt: float(opt.learning_rate)  # noqa: E731
+        return [lr(trainer.optimizer)] + [lr(o) for o in trainer.group_optimizers.values()]
+
+    assert rates("joint") == pytest.approx([1e-3, 1e-4])  # the authors' rates (spec §7)
+    assert rates("joint", joint_learning_rate=3e-5) == pytest.approx([3e-5, 3e-5])
+    assert rates("generation_linear", joint_learning_rate=3e-5) == pytest.approx([1e-3])
+    assert rates("refinement", joint_learning_rate=3e-5) == pytest.approx([1e-4])

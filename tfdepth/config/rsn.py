@@ -62,6 +62,9 @@ class RsnLossConfig:
     # and log(d + 1e-6) = -13.8) | positive: the same weights made non-negative, so every pixel starts > 0 on the
     # non-negative features in front of it [not in the code; tfdepth/recipes/rsn.py says why].
     refinement_head_init: str = "pytorch"
+    # Learning rate of both modules in the joint stage; None = train.learning_rate for the generation module and
+    # refinement_learning_rate for the refinement module (the authors' rates). [not in the code: a CPU-recipe switch]
+    joint_learning_rate: float | None = None
 
     def __post_init__(self):
         check_choice(self.region_labels, REGION_LABELS, "loss.region_labels")
@@ -72,6 +75,7 @@ class RsnLossConfig:
         check_choice(self.refinement_head_init, ("pytorch", "positive"), "loss.refinement_head_init")
         check_positive(self.num_slabs, "loss.num_slabs")
         check_positive(self.refinement_learning_rate, "loss.refinement_learning_rate")
+        check_positive(self.joint_learning_rate, "loss.joint_learning_rate", fix="or null for the stages' own rates")
         if len(self.stage_epochs) != len(RSN_STAGES) or any(e < 0 for e in self.stage_epochs):
             raise ConfigError(f"loss.stage_epochs must be {len(RSN_STAGES)} epoch counts >= 0, one per stage "
                               f"({', '.join(RSN_STAGES)}), got {list(self.stage_epochs)}")

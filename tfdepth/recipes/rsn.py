@@ -4,7 +4,8 @@ Stages (``loss.stage_epochs``, spec §7; ``tfdepth.train.region_support`` says w
 the linear region loss, then the log region loss, refinement on the ground-truth region support, joint
 fine-tuning. Every stage uses ``train.optimizer`` (``sgd``: momentum 0.99, weight decay 5e-4 in the RSN configs,
 constant learning rate as the code): the generation module at ``train.learning_rate`` (1e-3), the refinement
-module at ``loss.refinement_learning_rate`` (1e-4), both in the joint stage. The refinement stage starts from the
+module at ``loss.refinement_learning_rate`` (1e-4), both in the joint stage (or both at
+``loss.joint_learning_rate`` when it is set: the CPU recipe fine-tunes at 1e-4 after training both at 1e-3). The refinement stage starts from the
 trained generation module's conv1 / layer1 / full1 / full2 (``loss.refinement_init: generation``, spec §5).
 
 Evaluation (:func:`evaluate_rsn`): the network predicts at the training size, the prediction is resized
@@ -81,9 +82,12 @@ def trainer_from_config(config, stage: str, total_steps: int, *, monitor: bool =
         on_nonfinite=train.on_nonfinite,
     )
     main_lr = loss.refinement_learning_rate if stage == "refinement" else train.learning_rate
+    refinement_lr = loss.refinement_learning_rate
+    if stage == "joint" and loss.joint_learning_rate is not None:  # fine-tuning both modules at one smaller rate
+        main_lr = refinement_lr = loss.joint_learning_rate
     groups = {}
     if stage == "joint":
-        groups["refinement"] = scheduled_optimizer(train, total_steps, loss.refinement_learning_rate)
+        groups["refinement"] = scheduled_optimizer(train, total_steps, refinement_lr)
     trainer.compile(optimizer=scheduled_optimizer(train, total_steps, main_lr), group_optimizers=groups)
     trainer.config = config
     return trainer
