@@ -148,7 +148,7 @@ def test_predict_cli_refines_an_image_with_base_map_files(sddr_run, tmp_path, ca
     out = tmp_path / "out"
     code = predict_cli.main(["--run-dir", str(sddr_run), str(tmp_path / "photo.png"), "--out", str(out),
                              "--base-low", str(tmp_path / "low.npy"), "--base-high", str(tmp_path / "high.npy"),
-                             "--refine-mode", "two_stage"])
+                             "--refine-mode", "one_stage"])
     assert code == 0, capsys.readouterr().err
     refined = np.load(out / "photo_refined.npy")
     assert refined.shape == (60, 80) and refined.dtype == np.float32 and refined.min() == 0 and refined.max() == 1

@@ -68,10 +68,12 @@ __all__ = [
     "boost_pair_error",
     "boost_normalize",
     "boost_edge_metrics",
+    "boost_relations",
     "edge_guided_pairs",
     "ranking_ord_from_pairs",
     "ranking_ord",
     "evaluate_refinement",
+    "evaluate_refinements",
 ]
 
 MATLAB_EPS = float(np.finfo(np.float64).eps)
@@ -327,10 +329,10 @@ def boost_normalize(gt, est, gt_is_disparity=False, est_is_disparity=False):
     return gt_depth, est_depth
 
 
-def boost_edge_metrics(gt, pred, *, gt_is_disparity=False, pred_is_disparity=False, superpixel_scale=1.0,
-                       n_segments=5000, compactness=20.0, seed=0):
-    """Boost's ``{"d3r", "ord"}`` for one image (module docstring); NaN when no pair qualifies."""
-    gt_depth, est_depth = boost_normalize(gt, pred, gt_is_disparity, pred_is_disparity)
+def boost_relations(gt, *, gt_is_disparity=False, superpixel_scale=1.0, n_segments=5000, compactness=20.0, seed=0):
+    """What Boost's metrics take from the ground truth alone (steps 2 of the module docstring): superpixel
+    ``centres`` [K, 2] at full resolution, ``neighbours`` and ``random`` relations. Computed once per image, it
+    serves every prediction of that image (:func:`evaluate_refinements`)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         raw = np.asarray(gt, dtype=np.float64)
         gt_disp = np.where(np.isfinite(raw) & (raw > 0), raw if gt_is_disparity else 1.0 / raw, 0.0)
@@ -347,9 +349,21 @@ def boost_edge_metrics(gt, pred, *, gt_is_disparity=False, pred_is_disparity=Fal
     if superpixel_scale != 1.0:  # MATLAB: sub / scale on 1-based indices
         centres = np.round((centres + 1) / superpixel_scale).astype(np.int64) - 1
         centres = np.clip(centres, 0, np.array(gt_disp.shape) - 1)
-    err, conf = boost_pair_error(gt_depth, est_depth, centres, superpixel_neighbours(labels, k), 0.1, 0.01)
+    return {"centres": centres, "neighbours": superpixel_neighbours(labels, k), "random": random_relations(k, 3, seed)}
+
+
+def boost_edge_metrics(gt, pred, *, gt_is_disparity=False, pred_is_disparity=False, superpixel_scale=1.0,
+                       n_segments=5000, compactness=20.0, seed=0, relations=None):
+    """Boost's ``{"d3r", "ord"}`` for one image (module docstring); NaN when no pair qualifies. ``relations``:
+    :func:`boost_relations` of this ``gt`` (computed here when None)."""
+    gt_depth, est_depth = boost_normalize(gt, pred, gt_is_disparity, pred_is_disparity)
+    if relations is None:
+        relations = boost_relations(gt, gt_is_disparity=gt_is_disparity, superpixel_scale=superpixel_scale,
+                                    n_segments=n_segments, compactness=compactness, seed=seed)
+    centres = relations["centres"]
+    err, conf = boost_pair_error(gt_depth, est_depth, centres, relations["neighbours"], 0.1, 0.01)
     d3r = err / conf if conf else float("nan")
-    err, conf = boost_pair_error(gt_depth, est_depth, centres, random_relations(k, 3, seed), 0.0, 0.03)
+    err, conf = boost_pair_error(gt_depth, est_depth, centres, relations["random"], 0.0, 0.03)
     ord_ = err / conf if conf else float("nan")
     return {"d3r": float(d3r), "ord": float(ord_)}
 
@@ -406,12 +420,21 @@ def edge_guided_pairs(gt_depth, valid=None, num_anchors=3000, min_distance=2, ma
     return all_pairs[keep]
 
 
-def ranking_ord(gt, pred, *, gt_is_disparity=False, pred_is_disparity=False, tau=0.03, num_anchors=3000, seed=0):
-    """The paper's ORD (Eq. 13) on Boost-normalised depths with edge-guided pairs (module docstring)."""
-    gt_depth, est_depth = boost_normalize(gt, pred, gt_is_disparity, pred_is_disparity)
+def _ranking_pairs(gt, gt_is_disparity=False, num_anchors=3000, seed=0):
+    """The edge-guided pairs of the paper's ORD for one ground truth (they depend on it alone)."""
+    gt_depth, _ = boost_normalize(gt, np.ones_like(np.asarray(gt, np.float64)), gt_is_disparity, False)
     raw = np.asarray(gt, dtype=np.float64)
     valid = np.isfinite(raw) & (raw > 0)
-    pairs = edge_guided_pairs(np.where(valid, gt_depth, 0.0), valid & (gt_depth > 0), num_anchors, seed=seed)
+    return edge_guided_pairs(np.where(valid, gt_depth, 0.0), valid & (gt_depth > 0), num_anchors, seed=seed)
+
+
+def ranking_ord(gt, pred, *, gt_is_disparity=False, pred_is_disparity=False, tau=0.03, num_anchors=3000, seed=0,
+                pairs=None):
+    """The paper's ORD (Eq. 13) on Boost-normalised depths with edge-guided pairs (module docstring); ``pairs``:
+    precomputed pairs of this ``gt`` (computed here when None)."""
+    gt_depth, est_depth = boost_normalize(gt, pred, gt_is_disparity, pred_is_disparity)
+    if pairs is None:
+        pairs = _ranking_pairs(gt, gt_is_disparity, num_anchors, seed)
     if len(pairs) == 0:
         return float("nan")
     return ranking_ord_from_pairs(gt_depth, est_depth, pairs, tau)
@@ -423,12 +446,24 @@ def evaluate_refinement(gt_depth, pred, valid=None, *, pred_is_disparity=False, 
 
     ``gt_depth`` is depth (0 / non-finite = no data); ``pred`` the refined (or base) map at the GT size.
     """
+    return evaluate_refinements(gt_depth, {"pred": pred}, valid, pred_is_disparity=pred_is_disparity,
+                                superpixel_scale=superpixel_scale, n_segments=n_segments, seed=seed)["pred"]
+
+
+def evaluate_refinements(gt_depth, preds, valid=None, *, pred_is_disparity=False, superpixel_scale=1.0,
+                         n_segments=5000, seed=0):
+    """:func:`evaluate_refinement` of several predictions ``{name: map}`` of one image, with the ground truth's
+    superpixels and pairs computed once (SLIC dominates the cost)."""
     gt = np.asarray(gt_depth, dtype=np.float64)
     if valid is not None:
         gt = np.where(np.asarray(valid, bool), gt, 0.0)
-    depth = aligned_depth_metrics(gt, pred, None, pred_is_disparity)
-    edges = boost_edge_metrics(gt, pred, pred_is_disparity=pred_is_disparity, superpixel_scale=superpixel_scale,
-                               n_segments=n_segments, seed=seed)
-    rank = ranking_ord(gt, pred, pred_is_disparity=pred_is_disparity, seed=seed)
-    return {"delta1": depth["delta1"], "rel": depth["rel"], "ord": edges["ord"], "d3r": edges["d3r"],
-            "ord_rank": rank}
+    relations = boost_relations(gt, superpixel_scale=superpixel_scale, n_segments=n_segments, seed=seed)
+    pairs = _ranking_pairs(gt, seed=seed)
+    out = {}
+    for name, pred in preds.items():
+        depth = aligned_depth_metrics(gt, pred, None, pred_is_disparity)
+        edges = boost_edge_metrics(gt, pred, pred_is_disparity=pred_is_disparity, relations=relations)
+        rank = ranking_ord(gt, pred, pred_is_disparity=pred_is_disparity, pairs=pairs)
+        out[name] = {"delta1": depth["delta1"], "rel": depth["rel"], "ord": edges["ord"], "d3r": edges["d3r"],
+                     "ord_rank": rank}
+    return out

@@ -145,7 +145,7 @@ def evaluate_sddr(refiner, elements, *, base=None, modes=("one_stage", "two_stag
     ``base(element) -> (low, high)`` gives them (``tfdepth.refine.TfdepthBase`` on the image, :func:`files_base`).
     ``base`` in the result is the low-resolution map resized (bilinear) to the reference size.
     """
-    from tfdepth.edge_metrics import evaluate_refinement  # noqa: PLC0415
+    from tfdepth.edge_metrics import evaluate_refinements  # noqa: PLC0415
     from tfdepth.refine import resize_map  # noqa: PLC0415
 
     rows = {name: [] for name in ("base",) + tuple(modes)}
@@ -160,11 +160,13 @@ def evaluate_sddr(refiner, elements, *, base=None, modes=("one_stage", "two_stag
             low, high = element["depth_low"], element["depth_high"]
         else:
             low, high = base(element)
-        score = lambda pred: evaluate_refinement(gt, pred, valid, pred_is_disparity=True,  # noqa: E731
-                                                 superpixel_scale=superpixel_scale, n_segments=n_segments)
-        rows["base"].append(score(resize_map(low, gt.shape)))
+        preds = {"base": resize_map(low, gt.shape)}
         for mode in modes:
-            rows[mode].append(score(refiner.refine(low, high, mode=mode, output_size=gt.shape)))
+            preds[mode] = refiner.refine(low, high, mode=mode, output_size=gt.shape)
+        scores = evaluate_refinements(gt, preds, valid, pred_is_disparity=True, superpixel_scale=superpixel_scale,
+                                      n_segments=n_segments)
+        for name, score in scores.items():
+            rows[name].append(score)
     if not rows["base"]:
         raise ValueError("no frames to evaluate")
     metrics = {name: mean_metrics(r) for name, r in rows.items()}
