@@ -38,7 +38,6 @@ __all__ = ["SddrRecipe", "build_trainer", "save_networks", "evaluate_sddr", "eva
            "label_options"]
 
 FAMILY = "sddr"
-PREDICTIONS = ("base", "one_stage", "two_stage")
 _ASPECT_TOLERANCE = 0.02
 
 
