@@ -46,16 +46,10 @@ LOSS_RTOL = 1e-4  # float32 sums in another order (per replica, then all-reduced
 
 
 def fixed_batch(batch_size, height, width, seed=0):
-    """``batch_size`` (t-1, t, t+1) street triplets rendered at the network size; the trainer's batch keys."""
-    from tfdepth.data.synthetic import render_sequence
+    """``batch_size`` street triplets at the network size as tensors (``batches.street_triplets``)."""
+    from batches import street_triplets  # benchmarks/batches.py
 
-    samples = []
-    for b in range(batch_size):
-        seq = render_sequence("street", seed + b, 3, height, width)
-        images = seq["image"].astype(np.float32) / 255.0
-        samples.append({"image": images[1], "image_prev": images[0], "image_next": images[2],
-                        "intrinsics": seq["intrinsics"].astype(np.float32)})
-    return {k: tf.constant(np.stack([s[k] for s in samples])) for k in samples[0]}
+    return {k: tf.constant(v) for k, v in street_triplets(batch_size, height, width, seed).items()}
 
 
 class StepTimer(keras.callbacks.Callback):

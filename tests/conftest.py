@@ -30,7 +30,7 @@ except RuntimeError as err:  # TensorFlow was initialised before this file ran: 
 # alone, 2026-12-01) come first, so that no worker is left with a long file at the end (longest first).
 _LONG_FILES = ("test_self_supervised.py", "test_runs.py", "test_cli.py", "test_train_rsn.py", "test_export.py",
                "test_readme_api.py", "test_precision.py", "test_models_sddr.py", "test_refine.py",
-               "test_train_sddr.py")
+               "test_train_sddr.py", "test_speed_backends.py")
 _SHARED_RUN_FILES = ("test_runs.py", "test_cli.py")  # both use trained_run
 
 

@@ -195,9 +195,18 @@ class DepthTrainer(keras.Model):
             # Loss scaling for mixed_float16 (identity otherwise): each optimizer scales the loss with its own
             # factor and its apply_gradients divides it out again (LossScaleOptimizer).
             losses = [opt.scale_loss(scaled) for opt, _ in groups]
-        for (opt, variables), loss in zip(groups, losses):
-            # With several groups each gradient is pruned to its own variables (the U-Net's part of the graph).
-            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        if all(loss is losses[0] for loss in losses):
+            # One loss for every group (no per-optimizer loss scaling): ONE backward pass over all variables, split
+            # by group. A gradient call per group back-propagates the shared part of the graph once per group (the
+            # RSN joint stage: the refinement iterations twice).
+            everything = [v for _, variables in groups for v in variables]
+            gradients = iter(tape.gradient(losses[0], everything))
+            for opt, variables in groups:
+                opt.apply_gradients(zip([next(gradients) for _ in variables], variables))
+        else:
+            for (opt, variables), loss in zip(groups, losses):
+                # Each optimizer's own scaled loss (mixed_float16): its gradient, pruned to its own variables.
+                opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
         del tape
         finite = self._all_replicas_finite(terms)
         return self._update_trackers(terms, finite)
