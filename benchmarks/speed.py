@@ -173,7 +173,7 @@ def worker(name: str, backend: str, runs: int, warmup: int, threads: int) -> dic
 
         if name == "peak":
             return speed_rows.peak_row(backend, runs, warmup, threads, time_calls)
-        return speed_rows.engine_render(runs, warmup)
+        return speed_rows.engine_render(runs, warmup, time_calls)
     sys.path.insert(0, str(HERE))
     from speed_rows import tensorflow_row  # imports TensorFlow
 

@@ -71,9 +71,8 @@ def network(name: str, precision: str = "float32"):
     raise KeyError(f"{name} is not an inference row")
 
 
-def _call(net, inputs):
-    """The network called as the row's forward pass (on one tensor, or on a dict of them: see ``_as_input``)."""
-    del inputs
+def _forward(net):
+    """The row's forward pass: ``net`` in inference mode on one tensor or a dict of them (``_as_input``)."""
     return lambda x: net(x, training=False)
 
 
@@ -88,7 +87,7 @@ def forward_gflops(net, inputs) -> float:
     from tensorflow.python.profiler import model_analyzer, option_builder
 
     spec = tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, tf.float32), _as_input(inputs))
-    fn = tf.function(_call(net, inputs)).get_concrete_function(spec)
+    fn = tf.function(_forward(net)).get_concrete_function(spec)
     options = option_builder.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     graph = convert_variables_to_constants_v2(fn).graph
@@ -142,7 +141,7 @@ def backend_runner(net, inputs, backend: str, *, threads=None, content=None):
         raise ValueError(f"unknown backend {backend!r}")
     tf = _tf()
     x = tf.nest.map_structure(tf.constant, _as_input(inputs))
-    fn = tf.function(_call(net, inputs), jit_compile=(backend == "xla"))
+    fn = tf.function(_forward(net), jit_compile=(backend == "xla"))
     return lambda: {k: np.asarray(tf.cast(v, tf.float32)) for k, v in fn(x).items()}
 
 
@@ -158,7 +157,7 @@ def infer_row(name, backend, runs, warmup, threads, time_calls) -> dict:
 
 
 def sddr_two_stage_row(runs, warmup, threads, time_calls) -> dict:
-    tf = _tf(threads)
+    _tf(threads)
     from tfdepth.models.sddr_inference import refine_depth
 
     net, inputs = network("sddr_two_stage")
@@ -166,7 +165,6 @@ def sddr_two_stage_row(runs, warmup, threads, time_calls) -> dict:
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     low = (0.5 + 0.3 * np.sin(6 * xx) * np.cos(4 * yy)).astype(np.float32)  # a smooth scene-like base map
     high = low + 0.02 * np.random.default_rng(0).standard_normal((h, w)).astype(np.float32)
-    del tf
     timing = time_calls(lambda: refine_depth(net, low, high, mode="two_stage", size=h, window_size=h), runs, warmup)
     rss = peak_rss_mb()
     gflops = forward_gflops(net, inputs) * SDDR_TWO_STAGE_PASSES
@@ -262,7 +260,7 @@ def pipeline_row(runs, warmup, threads, time_calls) -> dict:
             "train_step_min_ms": step["min_ms"], "pipeline_over_step": round(step["median_ms"] / timing["median_ms"], 2)}
 
 
-def engine_render(runs, warmup) -> dict:
+def engine_render(runs, warmup, time_calls) -> dict:
     """Synthetic street frames per second at 192x640 on ONE core (pinned before numpy/cv2 start their pools)."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
@@ -271,13 +269,12 @@ def engine_render(runs, warmup) -> dict:
     import cv2
 
     cv2.setNumThreads(1)
-    import speed  # noqa: F401  (time_calls lives there; imported lazily to keep this module free of cycles)
     from tfdepth.data.synthetic import render_sequence
 
     frames = 10
     seeds = iter(range(10**6))
     h, w = SELFSUP_HW
-    timing = speed.time_calls(lambda: render_sequence("street", next(seeds), frames, h, w), runs, warmup)
+    timing = time_calls(lambda: render_sequence("street", next(seeds), frames, h, w), runs, warmup)
     per_frame = {k: round(v / frames, 3) for k, v in timing.items() if k.endswith("_ms")}
     return {**per_frame, "runs": runs, "unit": "per frame", "frames_per_s": round(1e3 / per_frame["median_ms"], 2),
             "threads": 1, "hw": list(SELFSUP_HW)}
@@ -326,7 +323,6 @@ def convert_tflite(name: str, quantize: str, path: str) -> None:
     """Write ``path`` (.tflite of the row's network at its fixed size, float32 inputs) and ``path``.json (meta)."""
     from tfdepth.export.tflite import TFLiteModel
 
-    _tf()
     net, inputs = network(name)
     calibration = None
     if quantize == "int8":

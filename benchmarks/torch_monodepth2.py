@@ -88,6 +88,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from reference_args import check_hw, resolve_batch  # benchmarks/reference_args.py
 from torch import nn
 
 __all__ = ["ROWS", "make", "ResNet18Encoder", "DepthDecoder", "PoseDecoder", "DepthNet", "PoseNet",
@@ -452,13 +453,8 @@ def make(row: str, height: int = 192, width: int = 640, batch: int | None = None
     """
     if row not in ROWS:
         raise ValueError(f"row must be one of {ROWS}, got {row!r}")
-    for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 64 or value % 32:
-            raise ValueError(f"{name} must be a multiple of 32 and >= 64 (the encoder's stride), got {value!r}")
-    if batch is None:
-        batch = 2 if row == "selfsup_train_step" else 1
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive int, got {batch!r}")
+    check_hw(height, width, lambda v: v >= 64 and v % 32 == 0, "a multiple of 32 and >= 64 (the encoder's stride)")
+    batch = resolve_batch(batch, 2 if row == "selfsup_train_step" else 1)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     size = f"{batch}x{height}x{width}"

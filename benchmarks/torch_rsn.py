@@ -58,6 +58,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from reference_args import check_hw, resolve_batch  # benchmarks/reference_args.py
 from torch import nn
 
 __all__ = ["ROWS", "make", "GenerationModule", "RefinementModule", "RegionSupportNetwork", "joint_losses",
@@ -332,14 +333,9 @@ def make(row: str, height: int = 480, width: int = 640, batch: int | None = None
     """
     if row not in ROWS:
         raise ValueError(f"row must be one of {ROWS}, got {row!r}")
-    for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 6 or value % 2:
-            raise ValueError(f"{name} must be an even int >= 6 (the generation module's padding arithmetic), "
-                             f"got {value!r}")
-    if batch is None:
-        batch = 1 if row == "rsn_infer" else 2
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive int, got {batch!r}")
+    check_hw(height, width, lambda v: v >= 6 and v % 2 == 0,
+             "an even int >= 6 (the generation module's padding arithmetic)")
+    batch = resolve_batch(batch, 1 if row == "rsn_infer" else 2)
     torch.manual_seed(seed)
     model = RegionSupportNetwork(GRID, ITERATIONS)
     generator = torch.Generator().manual_seed(seed)

@@ -76,6 +76,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from reference_args import check_hw, resolve_batch  # benchmarks/reference_args.py
 from torch import nn
 
 __all__ = ["ROWS", "make", "SDDRNet", "ConvEncoder", "MixVisionTransformer", "CrossResolutionAttention",
@@ -554,14 +555,9 @@ def make(row: str, height: int = 1024, width: int = 1024, batch: int | None = No
     """
     if row not in ROWS:
         raise ValueError(f"row must be one of {ROWS}, got {row!r}")
-    for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < INPUT_MULTIPLE or value % INPUT_MULTIPLE:
-            raise ValueError(f"{name} must be a positive multiple of {INPUT_MULTIPLE} (N_r's deepest map is at "
-                             f"1/{INPUT_MULTIPLE}), got {value!r}")
-    if batch is None:
-        batch = 1 if row == "sddr_one_stage" else 2
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive int, got {batch!r}")
+    check_hw(height, width, lambda v: v % INPUT_MULTIPLE == 0,
+             f"a positive multiple of {INPUT_MULTIPLE} (N_r's deepest map is at 1/{INPUT_MULTIPLE})")
+    batch = resolve_batch(batch, 1 if row == "sddr_one_stage" else 2)
     torch.manual_seed(seed)
     model = SDDRNet()
     data = _random_batch(torch.Generator().manual_seed(seed), batch, height, width)
