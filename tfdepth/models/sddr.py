@@ -12,6 +12,7 @@ Structure (channels [8, 16, 32 | 32, 64, 160, 256] at strides [2, 4, 8 | 16, 32,
 1. Shared residual conv encoder (the same weights for the low input and the pre-filtered high input), three
    blocks conv3x3/s2 -> GroupNorm(C/8) -> LeakyReLU(0.01) -> conv3x3 -> GroupNorm, shortcut conv1x1/s2 ->
    GroupNorm, sum -> LeakyReLU: e1 (8 ch, 1/2), e2 (16, 1/4), e3 (32, 1/8). Zero padding (PyTorch's default).
+   The 1x1/s2 shortcut is written as :class:`Subsample2x` + a 1x1/s1 conv (the same function and kernel).
 2. Shared MiT-b0 (``tfdepth.models.mit``) on **e2** (not e3), its stage-1 patch embedding a fresh 16-channel
    conv k7 s4: stages at 1/16, 1/32, 1/64, 1/128.
 3. Joint cross-resolution attention over the deepest low and high features (:class:`CrossResolutionAttention`):
@@ -72,6 +73,7 @@ __all__ = [
     "JointAttentionBlock",
     "BicubicUpsample2x",
     "ReplicatePad2D",
+    "Subsample2x",
     "SoftMaskFusion",
     "GroupNorm",
     "MinMaxNormalize",
@@ -117,6 +119,26 @@ class ReplicatePad2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "pad": self.pad}
+
+
+@keras.saving.register_keras_serializable(package="tfdepth")
+class Subsample2x(keras.layers.Layer):
+    """Every second row and column from the first, ``x[:, ::2, ::2, :]`` for even H and W, written as
+    ``space_to_depth(2)`` and its first C channels (the (0, 0) phase of each 2x2 block).
+
+    With a stride-1 1x1 convolution after it, this is the encoder's 1x1/stride-2 shortcut conv, exactly. Two
+    reasons for not using ``Conv2D(1, strides=2)``: oneDNN's backward-filter kernel of a 1x1 stride-2 convolution
+    with few channels (1 -> 8, 8 -> 16, even input size) corrupts the heap and aborts training on CPUs where
+    TensorFlow enables oneDNN by default (AVX-512 VNNI/BF16, AMX; TensorFlow 2.21); and XNNPACK runs
+    SPACE_TO_DEPTH + SLICE but not a STRIDED_SLICE with stride 2.
+    """
+
+    def call(self, x):
+        return tf.nn.space_to_depth(x, 2)[..., : x.shape[-1]]
+
+    def compute_output_shape(self, s):
+        half = lambda n: None if n is None else n // 2  # noqa: E731
+        return (s[0], half(s[1]), half(s[2]), s[3])
 
 
 _CUBIC_A = -0.75  # PyTorch's bicubic coefficient
@@ -426,7 +448,9 @@ def _conv_encoder():
         y = _leaky(f"e{i}_act1")(_gn(filters, groups, f"e{i}_gn1")(y))
         y = keras.layers.ZeroPadding2D(1, name=f"e{i}_pad2")(y)
         y = _gn(filters, groups, f"e{i}_gn2")(_conv(filters, 3, f"e{i}_conv2")(y))
-        shortcut = _gn(filters, groups, f"e{i}_gn_down")(_conv(filters, 1, f"e{i}_down", stride=2)(x))
+        # conv1x1/s2 as subsample + conv1x1/s1: the same function and weights (Subsample2x says why)
+        shortcut = _conv(filters, 1, f"e{i}_down")(Subsample2x(name=f"e{i}_subsample")(x))
+        shortcut = _gn(filters, groups, f"e{i}_gn_down")(shortcut)
         x = _leaky(f"e{i}_act2")(keras.layers.Add(name=f"e{i}_add")([y, shortcut]))
         outputs[f"e{i}"] = x
     return keras.Model(inputs, outputs, name="conv_encoder")
