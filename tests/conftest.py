@@ -55,6 +55,22 @@ def mirrored_strategy():
 
 
 @pytest.fixture
+def xnnpack_coverage(tmp_path):
+    """``coverage(model, shape)``: XNNPACK partitions of a one-input ``model`` converted to TFLite at the fixed
+    input ``shape`` through tfdepth.export's path (``TFLiteModel.xnnpack()``: partitions, ops left outside)."""
+    from tfdepth.export.saved_model import write_saved_model
+    from tfdepth.export.tflite import TFLiteModel, convert
+
+    def coverage(model, shape, name="model"):
+        functions = {"serving_default": (lambda d: {"y": model(d["x"])},
+                                         {"x": tf.TensorSpec(shape, tf.float32, name="x")})}
+        write_saved_model(functions, model, tmp_path / name / "saved_model")
+        return TFLiteModel(convert(tmp_path / name / "saved_model")).xnnpack()
+
+    return coverage
+
+
+@pytest.fixture
 def rng():
     """A fresh, seeded numpy Generator per test."""
     return np.random.default_rng(1234)

@@ -165,17 +165,7 @@ def test_upsample_gradient_matches_upsampling2d(rng):
     np.testing.assert_allclose(grad_xla(x).numpy(), tape.gradient(ref, x).numpy(), rtol=1e-6, atol=1e-6)
 
 
-def _xnnpack_coverage(model, tmp_path, shape):
-    """XNNPACK partitions of ``model`` converted to TFLite at a fixed input ``shape`` (tfdepth.export's path)."""
-    from tfdepth.export.saved_model import write_saved_model
-    from tfdepth.export.tflite import TFLiteModel, convert
-
-    functions = {"serving_default": (lambda d: {"y": model(d["x"])}, {"x": tf.TensorSpec(shape, tf.float32, name="x")})}
-    write_saved_model(functions, model, tmp_path / "saved_model")
-    return TFLiteModel(convert(tmp_path / "saved_model")).xnnpack()
-
-
-def test_decoder_layers_run_in_one_xnnpack_partition_and_the_classic_forms_do_not(tmp_path):
+def test_decoder_layers_run_in_one_xnnpack_partition_and_the_classic_forms_do_not(xnnpack_coverage):
     """Reflection padding as slices + concat and nearest x2 as concat + depth_to_space stay inside XNNPACK; the
     textbook forms (tf.pad REFLECT -> MIRROR_PAD, resize nearest -> RESIZE_NEAREST_NEIGHBOR) split the graph."""
     def decoder(pad, upsample):
@@ -190,7 +180,7 @@ def test_decoder_layers_run_in_one_xnnpack_partition_and_the_classic_forms_do_no
     classic.set_weights(ours.get_weights())
     x = np.random.default_rng(0).normal(size=(1, 8, 12, 4)).astype(np.float32)
     np.testing.assert_array_equal(ours(x).numpy(), classic(x).numpy())  # the same function
-    got = _xnnpack_coverage(ours, tmp_path / "ours", (1, 8, 12, 4))
+    got = xnnpack_coverage(ours, (1, 8, 12, 4), "ours")
     assert got["partitions"] == 1 and got["not_delegated"] == {}, got
-    split = _xnnpack_coverage(classic, tmp_path / "classic", (1, 8, 12, 4))
+    split = xnnpack_coverage(classic, (1, 8, 12, 4), "classic")
     assert split["partitions"] > 1 and {"MIRROR_PAD", "RESIZE_NEAREST_NEIGHBOR"} <= set(split["not_delegated"]), split

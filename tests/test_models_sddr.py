@@ -244,6 +244,17 @@ def test_encoder_trains_under_onednn():
     assert "finite True 36" in done.stdout  # 3 blocks x 6 layers x (kernel|gamma, bias|beta), done.stdout
 
 
+def test_sddr_blocks_run_in_one_xnnpack_partition(xnnpack_coverage):
+    """The bicubic x2 (no GATHER), the subsampled shortcut (no stride-2 STRIDED_SLICE) and the cross-resolution
+    attention (4-D ops only, no PACK) stay inside XNNPACK: the whole N_r is one partition at export."""
+    inp = keras.Input((8, 8, 16), batch_size=1)
+    x = BicubicUpsample2x()(inp)
+    x = keras.layers.Conv2D(16, 1)(Subsample2x()(x))
+    low, high = CrossResolutionAttention(16, 1, num_heads=2)(x, 0.5 * x)
+    got = xnnpack_coverage(keras.Model(inp, keras.layers.Add()([low, high])), (1, 8, 8, 16))
+    assert got["partitions"] == 1 and got["not_delegated"] == {}, got
+
+
 def test_group_and_layer_norm_match_numpy(rng):
     x = rng.random((2, 4, 5, 16)) * 3
     gn = GroupNorm(4)

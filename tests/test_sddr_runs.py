@@ -95,3 +95,7 @@ def test_export_with_parity(sddr_run, tmp_path):
     assert export_cli.main(["--run-dir", str(sddr_run), "--format", "tflite", "--quantize", "none", "--output",
                             str(out / "sddr.tflite"), "--parity-frames", "2"]) == 0
     assert json.loads((out / "sddr.parity.json").read_text())["passed"]
+    from tfdepth.export.tflite import TFLiteModel
+
+    coverage = TFLiteModel((out / "sddr.tflite").read_bytes()).xnnpack()
+    assert coverage["compute_partitions"] == 1 and set(coverage["not_delegated"]) <= {"CAST"}, coverage

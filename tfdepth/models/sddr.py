@@ -152,48 +152,60 @@ def _cubic_kernel(d):
     return near, far
 
 
-def _cubic_taps_np(size):
-    """Indices [2n, 4] int32 and weights [2n, 4] float32 of the x2 align_corners bicubic along an axis of n."""
-    n_out = 2 * size
-    src = np.arange(n_out, dtype=np.float64) * ((size - 1) / max(n_out - 1, 1))
-    base = np.floor(src)
-    t = (src - base)[:, None]
-    index = np.clip(base[:, None].astype(np.int64) + np.arange(-1, 3)[None, :], 0, size - 1)
-    dist = np.abs(np.concatenate([t + 1.0, t, 1.0 - t, 2.0 - t], axis=1))
-    near, far = _cubic_kernel(dist)
-    weight = np.where(dist <= 1.0, near, far)
-    return index.astype(np.int32), weight.astype(np.float32)
+def _phase_weights(n, xp):
+    """Cubic weights ``(even, odd)``, each 4 arrays of shape [n], of the x2 align_corners up-sampling of n samples.
 
-
-def _cubic_taps_tf(size):
-    """The same as :func:`_cubic_taps_np` for a dynamic (traced) size."""
-    n_out = 2 * size
-    scale = tf.cast(size - 1, tf.float32) / tf.cast(tf.maximum(n_out - 1, 1), tf.float32)
-    src = tf.cast(tf.range(n_out), tf.float32) * scale
-    base = tf.floor(src)
-    t = (src - base)[:, None]
-    index = tf.clip_by_value(tf.cast(base, tf.int32)[:, None] + tf.constant([[-1, 0, 1, 2]]), 0, size - 1)
-    dist = tf.abs(tf.concat([t + 1.0, t, 1.0 - t, 2.0 - t], axis=1))
-    near, far = _cubic_kernel(dist)
-    return index, tf.where(dist <= 1.0, near, far)
+    Output i samples the input at ``src = i (n-1) / (2n-1)``, i.e. ``i/2 - i / (2 (2n-1))``. Since n-1 and 2n-1
+    are coprime, src is an integer only at i = 0 and i = 2n-1, so the floor is known in closed form: output 2m
+    has base m-1 and fraction ``t = 1 - m / (2n-1)`` (t = 1 at m = 0: all weight on x[0]), output 2m+1 has base m
+    and ``t = 1/2 - (2m+1) / (2 (2n-1))``. The 4 taps sit at base-1 .. base+2 with weights ``W(t+1), W(t),
+    W(1-t), W(2-t)``. ``xp`` is numpy (a static n: float64, then float32 constants) or tf (a traced n).
+    """
+    m = xp.arange(n, dtype=xp.float64) if xp is np else tf.cast(tf.range(n), tf.float32)
+    span = 2.0 * (xp.float64(n) if xp is np else tf.cast(n, tf.float32)) - 1.0
+    weights = []
+    for t in (1.0 - m / span, 0.5 - (2.0 * m + 1.0) / (2.0 * span)):
+        near_t, _ = _cubic_kernel(t)
+        near_1t, _ = _cubic_kernel(1.0 - t)
+        _, far_t1 = _cubic_kernel(t + 1.0)
+        _, far_2t = _cubic_kernel(2.0 - t)
+        weights.append((far_t1, near_t, near_1t, far_2t))
+    return weights
 
 
 def _interp_axis(x, axis):
     """PyTorch bicubic x2 (align_corners=True, borders clamped) along ``axis`` (1 = rows, 2 = columns).
 
-    Sizes known at trace time use precomputed numpy taps (constants); dynamic sizes compute them in the graph.
-    One gather of the 4 taps per output position, weighted and summed.
+    Written without gathers (XNNPACK runs no GATHER, and TF's gather was most of SDDR's CPU time): the input is
+    replicate-padded by 2 (= clamped indices), its 5 shifted windows ``s_k[m] = x[clamp(m + k - 2)]`` are sliced
+    once, the even outputs are ``sum_k w_even[k][m] s_k[m]`` over k = 0..3 and the odd ones ``sum_k w_odd[k][m]
+    s_{k+1}[m]`` (:func:`_phase_weights`), and the two are interleaved by a concat + reshape. Equal to the gather
+    form (indices clipped to the border) to float32 rounding (``tests/test_models_sddr.py``).
     """
     static = x.shape[axis]
+    n = int(static) if static is not None else tf.shape(x)[axis]
     if static is not None:
-        index, weight = _cubic_taps_np(int(static))
-        index, weight = tf.constant(index), tf.constant(weight)
+        even, odd = [[tf.constant(w.astype(np.float32)) for w in ws] for ws in _phase_weights(n, np)]
     else:
-        index, weight = _cubic_taps_tf(tf.shape(x)[axis])
-    taps = tf.gather(x, index, axis=axis)  # axis -> (2n, 4)
-    shape = [1, 1, 1, 1, 1]
-    shape[axis], shape[axis + 1] = -1, 4
-    return tf.reduce_sum(taps * tf.cast(tf.reshape(weight, shape), x.dtype), axis=axis + 1)
+        even, odd = _phase_weights(n, tf)
+
+    def window(t, start, size):
+        index = [slice(None)] * 4
+        index[axis] = slice(start, start + size)
+        return t[tuple(index)]
+
+    first, last = window(x, 0, 1), window(x, n - 1, 1)
+    padded = tf.concat([first, first, x, last, last], axis=axis)
+    shifted = [window(padded, k, n) for k in range(5)]
+    shape = [1, 1, 1, 1]
+    shape[axis] = -1
+    w = lambda v: tf.reshape(tf.cast(v, x.dtype), shape)  # noqa: E731
+    out_even = shifted[0] * w(even[0]) + shifted[1] * w(even[1]) + shifted[2] * w(even[2]) + shifted[3] * w(even[3])
+    out_odd = shifted[1] * w(odd[0]) + shifted[2] * w(odd[1]) + shifted[3] * w(odd[2]) + shifted[4] * w(odd[3])
+    # [.., n, .., 2 x next axis] -> [.., 2n, ..]: the concat along the next axis puts output 2m+p at (m, p).
+    dims = tf.unstack(tf.shape(x)) if None in x.shape else list(x.shape)
+    dims[axis] = 2 * n
+    return tf.reshape(tf.concat([out_even, out_odd], axis=axis + 1), tf.stack(dims) if None in x.shape else dims)
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")
@@ -399,7 +411,9 @@ class CrossResolutionAttention(keras.layers.Layer):
         shape = tf.shape(low)
         batch, height, width = shape[0], shape[1], shape[2]
         hw = height * width
-        both = tf.reshape(tf.stack([low, high], axis=1), [2 * batch, height, width, self.dim])
+        # [B, 2h, w, C] -> [2B, h, w, C] orders the maps (batch, map) like a stack on axis 1, in 4-D ops that
+        # XNNPACK runs (it has no 5-D PACK / STRIDED_SLICE)
+        both = tf.reshape(tf.concat([low, high], axis=1), [2 * batch, height, width, self.dim])
         both = self.in_pw(self.in_dw(both))
         tokens = tf.reshape(both, [batch, 2 * hw, self.dim])  # order: (map, row, column)
         pos = tf.reshape(sine_position_embedding(height, width, self.dim), [hw, self.dim])
@@ -409,8 +423,8 @@ class CrossResolutionAttention(keras.layers.Layer):
             if self.token_layout == "official_reshape":
                 tokens = self._official_reshape(tokens, hw)
         both = tf.reshape(tokens, [2 * batch, height, width, self.dim])
-        both = tf.reshape(self.out_pw(self.out_dw(both)), [batch, 2, height, width, self.dim])
-        return low + both[:, 0], high + both[:, 1]
+        both = tf.reshape(self.out_pw(self.out_dw(both)), [batch, 2 * height, width, self.dim])
+        return low + both[:, :height], high + both[:, height:]
 
     def compute_output_shape(self, low_shape, high_shape):
         return low_shape, high_shape
