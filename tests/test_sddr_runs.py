@@ -97,5 +97,8 @@ def test_export_with_parity(sddr_run, tmp_path):
     assert json.loads((out / "sddr.parity.json").read_text())["passed"]
     from tfdepth.export.tflite import TFLiteModel
 
+    # N_r itself is one XNNPACK partition (tests/test_models_sddr.py); the export's min-max normalisation of the
+    # base maps and its flat-map guard add LESS + SELECT_V2 (tf.where), which XNNPACK leaves to the interpreter.
     coverage = TFLiteModel((out / "sddr.tflite").read_bytes()).xnnpack()
-    assert coverage["compute_partitions"] == 1 and set(coverage["not_delegated"]) <= {"CAST"}, coverage
+    assert set(coverage["not_delegated"]) <= {"CAST", "LESS", "SELECT_V2"}, coverage
+    assert coverage["compute_partitions"] <= 3, coverage
