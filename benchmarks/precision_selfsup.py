@@ -51,24 +51,22 @@ def bf16_predictor(run_dir: Path):
     """The run's inference network rebuilt under ``mixed_bfloat16`` with its trained weights."""
     import keras
 
-    from tfdepth.inference import DepthPredictor, load_inference_network
+    from tfdepth.config import load_config
+    from tfdepth.inference import DepthPredictor
     from tfdepth.models import build_model
     from tfdepth.models.inference_heads import get_inference_spec
     from tfdepth.recipes.base import precision_policy
 
-    _, info = load_inference_network(run_dir)
-    config = info.config
+    config = load_config(run_dir / "config.yaml")
     spec = get_inference_spec(config.model.name)
     with precision_policy("mixed_bfloat16"):
         built = build_model(config.model)
-        networks = {}
         for role, file_name in spec.files.items():
-            saved = keras.saving.load_model(run_dir / file_name, compile=False)
-            built[role].set_weights(saved.get_weights())
-            networks[role] = built[role]
-        network = spec.build(networks, config.model)
-    return DepthPredictor(_Float32Outputs(network), info.height, info.width, depth_kind=info.depth_kind,
-                          input_multiple=info.input_multiple, family=info.family, config=config)
+            built[role].set_weights(keras.saving.load_model(run_dir / file_name, compile=False).get_weights())
+        network = spec.build({role: built[role] for role in spec.files}, config.model)
+    return DepthPredictor(_Float32Outputs(network), config.data.height, config.data.width,
+                          depth_kind=spec.depth_kind, input_multiple=spec.input_multiple, family=config.model.name,
+                          config=config)
 
 
 def _machine(model: str) -> dict:
