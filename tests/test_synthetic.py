@@ -265,6 +265,18 @@ def test_poses_rigid_and_motion_within_preset_ranges(preset, scene_cls):
         np.testing.assert_allclose(StreetScene(0)._ground(0, 10).center[0, 1] - 0.1, 1.65)
 
 
+@pytest.mark.parametrize("seed", [192, 592])
+def test_small_rooms_keep_floor_objects_inside(seed):
+    # These seeds draw a 1.5 m half-width room and an object whose reach leaves no interval away from the walls:
+    # rendering them raised numpy's "high - low < 0" (a 400-scene room dataset could not be built).
+    scene = RoomScene(seed)
+    (hx, hz) = scene.half
+    assert scene.movers, seed
+    for x0, x1, z0, z1, _ in scene._footprints:
+        assert -hx <= x0 < x1 <= hx and -hz <= z0 < z1 <= hz, (seed, (x0, x1, z0, z1), scene.half)
+    assert syn.render_sequence("room", seed, 1, 12, 16)["depth"].min() > 0
+
+
 def test_static_camera_gives_identical_poses_and_frames():
     seq = syn.render_sequence("street", 2, 3, H, W, static_camera=True)
     assert (seq["poses"] == seq["poses"][0]).all()

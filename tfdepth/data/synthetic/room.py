@@ -27,6 +27,13 @@ _BRIGHT = ((0.85, 0.2, 0.15), (0.15, 0.45, 0.8), (0.9, 0.75, 0.1), (0.2, 0.65, 0
            (0.9, 0.5, 0.2), (0.9, 0.9, 0.9))
 
 
+def _uniform_within(rng, low, high):
+    """U(low, high), or the interval's centre without a draw when it is empty (a small room leaves no room for a
+    large object away from the walls: the object goes to the middle). Non-empty intervals draw exactly as before,
+    so every scene that rendered keeps its numbers."""
+    return rng.uniform(low, high) if high > low else 0.5 * (low + high)
+
+
 def _jitter(rng, rgb, amount=0.06):
     return np.clip(np.asarray(rgb) + rng.uniform(-amount, amount, 3), 0.03, 0.97)
 
@@ -219,8 +226,7 @@ class RoomScene:
             yaw, half_len, _ = self._wall_frame(wall)
             w, h = rng.uniform(0.2, 0.6), rng.uniform(0.15, 0.4)
             y = -rng.uniform(1.35, 1.9)
-            along = rng.uniform(-half_len + 1.0 + w, half_len - 1.0 - w) if half_len - 1.0 - w > -half_len + 1.0 + w \
-                else 0.0
+            along = _uniform_within(rng, -half_len + 1.0 + w, half_len - 1.0 - w)
             p = self._to_world(wall, along, 0.015, y)
             # Skip if a tall piece of furniture stands in front of it.
             if any(f[0] - w <= p[0] <= f[1] + w and f[2] - w <= p[2] <= f[3] + w and f[4] > -y - h - 0.05
@@ -238,7 +244,8 @@ class RoomScene:
             r = rng.uniform(0.1, 0.25)
             amp = rng.uniform(0.1, 0.3) * np.array([math.cos(a := rng.uniform(0, 2 * math.pi)), 0.0, math.sin(a)])
             reach = r + np.abs(amp).max() + 0.05
-            x, z = rng.uniform(-hx + 1.0 + reach, hx - 1.0 - reach), rng.uniform(-hz + 1.0 + reach, hz - 1.0 - reach)
+            x = _uniform_within(rng, -hx + 1.0 + reach, hx - 1.0 - reach)
+            z = _uniform_within(rng, -hz + 1.0 + reach, hz - 1.0 - reach)
             if any(f[0] - reach < x < f[1] + reach and f[2] - reach < z < f[3] + reach for f in self._footprints):
                 continue
             self._footprints.append((x - reach, x + reach, z - reach, z + reach, 2 * r))
