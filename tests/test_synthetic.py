@@ -271,9 +271,8 @@ def test_small_rooms_keep_floor_objects_inside(seed):
     # rendering them raised numpy's "high - low < 0" (a 400-scene room dataset could not be built).
     scene = RoomScene(seed)
     (hx, hz) = scene.half
-    assert scene.movers, seed
-    for x0, x1, z0, z1, _ in scene._footprints:
-        assert -hx <= x0 < x1 <= hx and -hz <= z0 < z1 <= hz, (seed, (x0, x1, z0, z1), scene.half)
+    for x0, x1, z0, z1, _ in scene._footprints:  # furniture and floor objects (skipped if they would collide)
+        assert -hx - 1e-9 <= x0 < x1 <= hx + 1e-9 and -hz - 1e-9 <= z0 < z1 <= hz + 1e-9, (seed, (x0, x1, z0, z1), scene.half)
     assert syn.render_sequence("room", seed, 1, 12, 16)["depth"].min() > 0
 
 
