@@ -9,9 +9,11 @@ from tfdepth.layers import (
     Conv3x3,
     ConvBlock,
     ReflectionPad2D,
+    XNNPACK_MAX_CONCAT_INPUTS,
     UpsampleNearest2x,
     check_hw,
     check_multiple_on_call,
+    concatenate_grouped,
 )
 
 
@@ -184,3 +186,38 @@ def test_decoder_layers_run_in_one_xnnpack_partition_and_the_classic_forms_do_no
     assert got["partitions"] == 1 and got["not_delegated"] == {}, got
     split = xnnpack_coverage(classic, (1, 8, 12, 4), "classic")
     assert split["partitions"] > 1 and {"MIRROR_PAD", "RESIZE_NEAREST_NEIGHBOR"} <= set(split["not_delegated"]), split
+
+
+@pytest.mark.parametrize("n", [2, 5, 6, 8, 12])
+def test_concatenate_grouped_is_the_plain_concat_with_at_most_five_inputs_per_op(n, xnnpack_coverage):
+    """Nested concats give the values of one concat of all inputs, in order (numpy), and no op has more than five
+    inputs; at six or more the single concat leaves XNNPACK (CONCATENATION outside), the grouped one does not."""
+    shapes = [(1, 3, 4, 1 + i % 3) for i in range(n)]
+    inputs = [keras.Input(s[1:], batch_size=1) for s in shapes]
+    grouped = keras.Model(inputs, concatenate_grouped(inputs, "cat"))
+    values = [np.random.default_rng(i).normal(size=s).astype(np.float32) for i, s in enumerate(shapes)]
+    np.testing.assert_array_equal(grouped(values).numpy(), np.concatenate(values, axis=-1))
+    concats = [layer for layer in grouped.layers if isinstance(layer, keras.layers.Concatenate)]
+    assert concats[-1].name == "cat" and grouped.layers[-1].name == "cat"
+    assert all(len(layer._inbound_nodes[0].input_tensors) <= XNNPACK_MAX_CONCAT_INPUTS for layer in concats)
+    assert (len(concats) == 1) == (n <= XNNPACK_MAX_CONCAT_INPUTS)
+
+    # One-input models for the TFLite check: the n parts are channel slices of a single input.
+    total = sum(s[-1] for s in shapes)
+    bounds = np.cumsum([0] + [s[-1] for s in shapes])
+    inp = keras.Input((3, 4, total), batch_size=1)
+    parts = [keras.layers.Lambda(lambda t, a=int(a), b=int(b): t[..., a:b] * 2.0)(inp)
+             for a, b in zip(bounds[:-1], bounds[1:])]
+    got = xnnpack_coverage(keras.Model(inp, concatenate_grouped(parts, "cat")), (1, 3, 4, total), f"grouped{n}")
+    assert got["partitions"] == 1 and got["not_delegated"] == {}, got
+    if n > XNNPACK_MAX_CONCAT_INPUTS:
+        plain = keras.Model(inp, keras.layers.Concatenate()(parts))
+        split = xnnpack_coverage(plain, (1, 3, 4, total), f"plain{n}")
+        assert "CONCATENATION" in split["not_delegated"], split
+
+
+def test_concatenate_grouped_rejects_empty_input_and_bad_group():
+    with pytest.raises(ValueError, match="no tensors"):
+        concatenate_grouped([], "cat")
+    with pytest.raises(ValueError, match="group must be at least 2"):
+        concatenate_grouped([keras.Input((2, 2, 1))] * 3, "cat", group=1)

@@ -360,3 +360,25 @@ def test_size_errors_are_clear(nets):
     with pytest.raises(ValueError, match='Missing data for input "depth"'):
         refinement({"image": np.zeros((1, 8, 8, 3), np.float32), "region_support": np.zeros((1, 8, 8, 1),
                                                                                                  np.float32)})
+
+
+def test_rsn_runs_in_one_xnnpack_partition(xnnpack_coverage):
+    """The whole network (generation + 3 refinement iterations) converts to TFLite as one XNNPACK partition: the
+    pyramid units' 8-input concats are split into concats of at most 5 (``concatenate_grouped``); a single 8-input
+    CONCATENATION stays outside XNNPACK and split the graph into 5 partitions (docs/speed.md)."""
+    rsn = RegionSupportNetwork(grid="relative", width_multiplier=0.125)
+    concats = [layer for model in (rsn.generation, rsn.refinement) for layer in model.layers
+               if isinstance(layer, keras.layers.Concatenate)]
+    assert concats and all(len(layer._inbound_nodes[0].input_tensors) <= 5 for layer in concats)
+
+    class DepthOnly(keras.Model):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def call(self, x):
+            return self.net(x, training=False)["depth"]
+
+    model = DepthOnly(rsn)
+    got = xnnpack_coverage(model, (1, 16, 20, 3), "rsn")
+    assert got["partitions"] == 1 and got["not_delegated"] == {}, got

@@ -16,7 +16,12 @@ Monodepth2 depth network is one XNNPACK partition (``tests/test_layers.py``, ``d
 import keras
 import tensorflow as tf
 
-__all__ = ["ReflectionPad2D", "Conv3x3", "ConvBlock", "UpsampleNearest2x", "torch_default_kernel_initializer"]
+__all__ = ["ReflectionPad2D", "Conv3x3", "ConvBlock", "UpsampleNearest2x", "concatenate_grouped",
+           "torch_default_kernel_initializer"]
+
+XNNPACK_MAX_CONCAT_INPUTS = 5
+"""The most inputs of one TFLite ``CONCATENATION`` that XNNPACK runs (measured with ai-edge-litert: 2..5 are
+delegated, 6 or more stay on the reference kernels and split the graph into several delegate partitions)."""
 
 
 def torch_default_kernel_initializer():
@@ -191,6 +196,31 @@ class ConvBlock(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters}
 
 
+
+def concatenate_grouped(tensors, name, axis=-1, group=XNNPACK_MAX_CONCAT_INPUTS):
+    """``Concatenate(axis)(tensors)`` as nested concats of at most ``group`` inputs each (same values, same order).
+
+    XNNPACK runs a TFLite ``CONCATENATION`` of at most :data:`XNNPACK_MAX_CONCAT_INPUTS` inputs; a wider one stays
+    outside the delegate and splits the graph. Consecutive runs of ``group`` tensors are concatenated first
+    (layers ``{name}_group{i}``), then those results (recursively), the last layer being named ``name``. With
+    ``len(tensors) <= group`` this is the single ``Concatenate`` named ``name``. Keras functional tensors in, one out.
+    """
+    tensors = list(tensors)
+    if group < 2:
+        raise ValueError(f"concatenate_grouped: group must be at least 2, got {group}.")
+    if not tensors:
+        raise ValueError(f"concatenate_grouped({name!r}): no tensors to concatenate.")
+    if len(tensors) == 1:
+        return tensors[0]
+    level = 0
+    while len(tensors) > group:
+        merged = []
+        for i in range(0, len(tensors), group):
+            chunk = tensors[i:i + group]
+            merged.append(chunk[0] if len(chunk) == 1 else
+                          keras.layers.Concatenate(axis=axis, name=f"{name}_group{level}_{i // group}")(chunk))
+        tensors, level = merged, level + 1
+    return keras.layers.Concatenate(axis=axis, name=name)(tensors)
 
 
 @tf.custom_gradient

@@ -59,7 +59,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdepth.layers import check_bool, check_int, check_multiple_on_call, torch_default_kernel_initializer
+from tfdepth.layers import (check_bool, check_int, check_multiple_on_call, concatenate_grouped,
+                            torch_default_kernel_initializer)
 from tfdepth.models.resnet import ResnetLayerBuilder
 
 __all__ = [
@@ -262,7 +263,7 @@ def pyramid_unit(x, image, name, grid="absolute", sync_batchnorm=True):
             pooled = AdaptiveAveragePooling2D(divisor=(divisor, divisor), name=path + "_pool")([x, image])
         y = _cbr(pooled, channels, 3, 1, path, sync_batchnorm, torch_default_kernel_initializer())
         outputs.append(ResizeBilinearAlignCorners(name=path + "_up")([y, x]))
-    return keras.layers.Concatenate(name=name + "_concat")(outputs)
+    return concatenate_grouped(outputs, name + "_concat")  # 5 + 3 inputs: XNNPACK runs concats of at most 5
 
 
 def _check_grid(grid):
