@@ -200,3 +200,51 @@ def test_joint_learning_rate_sets_both_modules_rates_in_the_joint_stage_only():
     assert rates("joint", joint_learning_rate=3e-5) == pytest.approx([3e-5, 3e-5])
     assert rates("generation_linear", joint_learning_rate=3e-5) == pytest.approx([1e-3])
     assert rates("refinement", joint_learning_rate=3e-5) == pytest.approx([1e-4])
+
+
+@pytest.mark.parametrize("trains, frozen", [("refinement", "generation"), ("generation", "refinement")])
+def test_joint_trains_one_module_keeps_the_other_fixed_batch_norm_included(trains, frozen):
+    """The code's commit variants of the joint stage (spec §7): only ``trains`` moves; the frozen module's weights
+    and batch-norm moving statistics stay, it runs in inference mode, and the loss is still L_i of the end-to-end
+    chain (checked against the pure loss on the same outputs)."""
+    rsn = tiny_rsn()
+    batch = scene_batch()
+    trainer = RegionSupportTrainer(rsn, stage="joint", joint_trains=trains)
+    assert set(trainer.variable_groups()) == {"main"}
+    moving = getattr(rsn, trains)
+    assert [v.path for v in trainer.variable_groups()["main"]] == [v.path for v in moving.trainable_variables]
+    support = rsn.generation(batch["image"], training=False)["region_support"]
+    depths = refine_iterations(rsn.refinement, batch["image"], support, 3, training=False)
+    expected = iterative_loss(depths, batch["depth"], (0.2, 0.3, 0.5), log=True)["total"]
+    np.testing.assert_allclose(float(trainer.compute_losses(batch)["loss"]), float(expected), rtol=1e-5)
+
+    trainer.compile(optimizer=keras.optimizers.SGD(1e-2))
+    kept = getattr(rsn, frozen)
+    before_all = [v.numpy().copy() for v in kept.weights]  # trainable and BN moving statistics
+    before_moving = values(moving)
+    trainer.fit(tf.data.Dataset.from_tensors(batch).repeat(2), epochs=1, verbose=0)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before_all, kept.weights))
+    changed = [not np.array_equal(a, b) for a, b in zip(before_moving, values(moving))]
+    assert all(changed), f"{changed.count(False)} of {len(changed)} tensors of the {trains} module did not move"
+    with tf.GradientTape() as tape:
+        loss = trainer.compute_losses(batch, training=True)["loss"]
+    grads = tape.gradient(loss, kept.trainable_variables)
+    assert all(g is None for g in grads) if frozen == "generation" else all(g is not None for g in grads)
+
+
+def test_joint_trains_is_checked_and_sets_the_one_optimizer_rate():
+    from tfdepth.config import ConfigError
+    from tfdepth.config.rsn import RsnLossConfig
+    from tfdepth.recipes import rsn as rsn_recipe
+
+    with pytest.raises(ConfigError, match="loss.joint_trains"):
+        RsnLossConfig(joint_trains="decoder")
+    with pytest.raises(ValueError, match="joint_trains must be one of"):
+        RegionSupportTrainer(tiny_rsn(), stage="joint", joint_trains="decoder")
+    for trains, rate in (("refinement", 1e-4), ("generation", 1e-3)):
+        trainer = rsn_recipe.build_trainer(
+            stage="joint", total_steps=10, data={"height": H, "width": W},
+            model={"grid": "relative", "width_multiplier": 0.0625, "sync_batchnorm": False},
+            loss={"refinement_learning_rate": 1e-4, "stage_epochs": [1, 0, 0, 0], "joint_trains": trains},
+            train={"learning_rate": 1e-3, "epochs": 1})
+        assert not trainer.group_optimizers and float(trainer.optimizer.learning_rate) == pytest.approx(rate)

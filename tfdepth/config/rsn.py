@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tfdepth.config.schema import ConfigError, check_choice, check_positive
 
-__all__ = ["RsnModelConfig", "RsnLossConfig", "RSN_STAGES", "REGION_LABELS"]
+__all__ = ["RsnModelConfig", "RsnLossConfig", "RSN_STAGES", "REGION_LABELS", "JOINT_TRAINS"]
 
 # The training stages, in order (tfdepth.train.region_support):
 #   generation_linear  the generation module with the linear region loss L_r
@@ -22,6 +22,8 @@ RSN_STAGES = ("generation_linear", "generation_log", "refinement", "joint")
 # Which label map Algorithm 1 splits into regions: the synthetic engine's classes and NYU's 40-class map are
 # "semantic"; NYU's 13-class map "semantic13"; NYU's raw 894 labels "semantic_raw" (what the authors' code used).
 REGION_LABELS = ("semantic", "semantic13", "semantic_raw")
+# What the joint stage trains (RsnLossConfig.joint_trains).
+JOINT_TRAINS = ("both", "refinement", "generation")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class RsnLossConfig:
     # Learning rate of both modules in the joint stage; None = train.learning_rate for the generation module and
     # refinement_learning_rate for the refinement module (the authors' rates). [not in the code: a CPU-recipe switch]
     joint_learning_rate: float | None = None
+    # Which modules the joint stage trains (spec §7: the code's commits differ): both (test_all.py's optimiser;
+    # the spec's interpretation) | refinement (commit 484f315: the generation module frozen, its support fed as
+    # it is) | generation (a18e559 / HEAD: the refinement module frozen, L_i trains the generation through it).
+    # The frozen module runs in inference mode (batch-norm moving statistics) and gets no gradient.
+    joint_trains: str = "both"
 
     def __post_init__(self):
         check_choice(self.region_labels, REGION_LABELS, "loss.region_labels")
@@ -73,6 +80,7 @@ class RsnLossConfig:
         check_choice(self.support_ids, ("cell", "value"), "loss.support_ids")
         check_choice(self.refinement_init, ("generation", "scratch"), "loss.refinement_init")
         check_choice(self.refinement_head_init, ("pytorch", "positive"), "loss.refinement_head_init")
+        check_choice(self.joint_trains, JOINT_TRAINS, "loss.joint_trains")
         check_positive(self.num_slabs, "loss.num_slabs")
         check_positive(self.refinement_learning_rate, "loss.refinement_learning_rate")
         check_positive(self.joint_learning_rate, "loss.joint_learning_rate", fix="or null for the stages' own rates")

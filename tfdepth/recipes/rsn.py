@@ -78,6 +78,7 @@ def trainer_from_config(config, stage: str, total_steps: int, *, monitor: bool =
     loss, train = config.loss, config.train
     trainer = RegionSupportTrainer(
         rsn, stage=stage, iteration_weights=loss.iteration_weights, iterative_log=loss.iterative_log,
+        joint_trains=loss.joint_trains,
         monitor_min_depth=config.eval.min_depth, monitor_max_depth=config.eval.max_depth, monitor=monitor,
         on_nonfinite=train.on_nonfinite,
     )
@@ -85,8 +86,10 @@ def trainer_from_config(config, stage: str, total_steps: int, *, monitor: bool =
     refinement_lr = loss.refinement_learning_rate
     if stage == "joint" and loss.joint_learning_rate is not None:  # fine-tuning both modules at one smaller rate
         main_lr = refinement_lr = loss.joint_learning_rate
+    if stage == "joint" and loss.joint_trains == "refinement":  # the one optimizer moves the refinement module
+        main_lr = refinement_lr
     groups = {}
-    if stage == "joint":
+    if stage == "joint" and loss.joint_trains == "both":
         groups["refinement"] = scheduled_optimizer(train, total_steps, refinement_lr)
     trainer.compile(optimizer=scheduled_optimizer(train, total_steps, main_lr), group_optimizers=groups)
     trainer.config = config

@@ -11,9 +11,12 @@ network (``tfdepth.recipes.rsn``); the network is what a run saves (``rsn_net.ke
   x_0 = [RGB, SD, SD] (the code's ``train_drn.py``: the oracle support), loss L_i against the ground-truth depth.
   Only the refinement module's weights move.
 * ``joint``: end to end, Ŝ = G(RGB) -> refinement, loss L_i only (the code computes L_r here but only logs it; so
-  do we: ``region`` is tracked, not optimised). Both modules move, each with its own optimizer: the generation
-  module at ``train.learning_rate`` (1e-3), the refinement module at ``loss.refinement_learning_rate`` (1e-4)
-  (spec §7 [interpretation]: the code's commits optimise only one of the two, differently in each).
+  do we: ``region`` is tracked, not optimised). ``joint_trains="both"`` (default): both modules move, each with
+  its own optimizer: the generation module at ``train.learning_rate`` (1e-3), the refinement module at
+  ``loss.refinement_learning_rate`` (1e-4) (spec §7 [interpretation]: the code's commits optimise only one of the
+  two, differently in each). ``"refinement"`` (commit 484f315) trains only the refinement module on the frozen
+  generation module's support; ``"generation"`` (a18e559) only the generation module through the frozen
+  refinement module. The frozen module runs with ``training=False`` (moving batch-norm statistics, no update).
 
 Batches (``tfdepth.data.depth_images``): ``image`` [B,H,W,3] in [0,1], ``depth`` [B,H,W,1] metres,
 ``region_support`` (SD) [B,H,W,1] and ``support_ids`` (SI) int32 [B,H,W,1].
@@ -29,11 +32,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfdepth.config.rsn import JOINT_TRAINS  # what the joint stage trains (module docstring)
 from tfdepth.losses.region import LOG_EPS, iterative_loss, region_loss
 from tfdepth.models.rsn import RegionSupportNetwork, refine_iterations
 from tfdepth.train.base import DepthTrainer
 
-__all__ = ["RegionSupportTrainer", "STAGES", "BATCH_KEYS"]
+__all__ = ["RegionSupportTrainer", "STAGES", "BATCH_KEYS", "JOINT_TRAINS"]
 
 STAGES = ("generation_linear", "generation_log", "refinement", "joint")
 BATCH_KEYS = ("image", "depth", "region_support", "support_ids")
@@ -50,13 +54,17 @@ class RegionSupportTrainer(DepthTrainer):
         iteration_weights: L_i weights, one per iteration ((0.2, 0.3, 0.5)).
         iterative_log: L_i on natural-log depth (``log_r``) or on depth (``l1_r``).
         eps: the logs' offset (1e-6, the code's).
+        joint_trains: the modules the joint stage trains: ``both``, ``refinement`` or ``generation``.
         **core: DepthTrainer arguments (monitoring range, ``on_nonfinite``); ``monitor_alignment`` is ``none``
             (metric depth).
     """
 
-    def __init__(self, rsn, *, stage, iteration_weights=(0.2, 0.3, 0.5), iterative_log=True, eps=LOG_EPS, **core):
+    def __init__(self, rsn, *, stage, iteration_weights=(0.2, 0.3, 0.5), iterative_log=True, eps=LOG_EPS,
+                 joint_trains="both", **core):
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+        if joint_trains not in JOINT_TRAINS:
+            raise ValueError(f"joint_trains must be one of {', '.join(JOINT_TRAINS)}, got {joint_trains!r}")
         if not isinstance(rsn, RegionSupportNetwork) or rsn.support_input:
             raise TypeError("RegionSupportTrainer takes the end-to-end RegionSupportNetwork (tfdepth.models.build_rsn"
                             f"(...)['rsn']), got {type(rsn).__name__}")
@@ -79,6 +87,7 @@ class RegionSupportTrainer(DepthTrainer):
         self.iteration_weights = tuple(float(w) for w in iteration_weights)
         self.iterative_log = bool(iterative_log)
         self.eps = float(eps)
+        self.joint_trains = joint_trains
 
     # ------------------------------------------------------------------------------------------------ family API
     def networks(self):
@@ -89,13 +98,24 @@ class RegionSupportTrainer(DepthTrainer):
             return {"main": list(self.generation.trainable_variables)}
         if self.stage == "refinement":
             return {"main": list(self.refinement.trainable_variables)}
+        if self.joint_trains == "refinement":
+            return {"main": list(self.refinement.trainable_variables)}
+        if self.joint_trains == "generation":
+            return {"main": list(self.generation.trainable_variables)}
         return {"main": list(self.generation.trainable_variables),
                 "refinement": list(self.refinement.trainable_variables)}
 
+    def _frozen(self, module):
+        """True when the joint stage keeps ``module`` ("generation" / "refinement") fixed (``joint_trains``)."""
+        return self.stage == "joint" and self.joint_trains not in ("both", module)
+
     def _support(self, batch, training):
+        if self._frozen("generation"):
+            return tf.stop_gradient(self.generation(batch["image"], training=False)["region_support"])
         return self.generation(batch["image"], training=training)["region_support"]
 
     def _refine(self, image, support, training):
+        training = training and not self._frozen("refinement")
         return refine_iterations(self.refinement, image, support, self.iterations, training=training)
 
     def compute_losses(self, batch, training=False):
