@@ -5,8 +5,11 @@ the linear region loss, then the log region loss, refinement on the ground-truth
 fine-tuning. Every stage uses ``train.optimizer`` (``sgd``: momentum 0.99, weight decay 5e-4 in the RSN configs,
 constant learning rate as the code): the generation module at ``train.learning_rate`` (1e-3), the refinement
 module at ``loss.refinement_learning_rate`` (1e-4), both in the joint stage (or both at
-``loss.joint_learning_rate`` when it is set: the CPU recipe fine-tunes at 1e-4 after training both at 1e-3). The refinement stage starts from the
-trained generation module's conv1 / layer1 / full1 / full2 (``loss.refinement_init: generation``, spec §5).
+``loss.joint_learning_rate`` when it is set: the CPU recipe fine-tunes at 1e-4 after training both at 1e-3).
+``loss.joint_trains`` (``both`` | ``refinement`` | ``generation``: the variants of the authors' commits) says
+which modules the joint stage trains; with one, its one optimizer runs at that module's rate. The refinement
+stage starts from the trained generation module's conv1 / layer1 / full1 / full2
+(``loss.refinement_init: generation``, spec §5).
 
 Evaluation (:func:`evaluate_rsn`): the network predicts at the training size, the prediction is resized
 bilinearly to each ground-truth frame's size, clamped to ``[eval.min_depth, eval.max_depth]`` (NYU: 10 m), no
