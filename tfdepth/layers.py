@@ -10,7 +10,8 @@ delegate partition. So :class:`ReflectionPad2D` builds the reflection from slice
 ``depth_to_space`` (``CONCATENATION`` + ``DEPTH_TO_SPACE``). Both are pure copies, bit-identical to
 ``tf.pad(mode="REFLECT")`` and ``UpSampling2D`` (tested in ``tests/test_layers.py``); with them the whole
 Monodepth2 depth network is one XNNPACK partition (``tests/test_layers.py``, ``docs/deploy.md``; it was 6 with
-``resize(..., "nearest")`` for the upsampling).
+``resize(..., "nearest")`` for the upsampling). XNNPACK also runs a CONCATENATION of at most five inputs only:
+:func:`concatenate_grouped` nests wider concats (RSN's 8-path pyramid units).
 """
 
 import keras
@@ -95,7 +96,8 @@ class ReflectionPad2D(keras.layers.Layer):
 
     Input ``[B, H, W, C]`` -> ``[B, H + 2*pad, W + 2*pad, C]``; equal to ``tf.pad(x, ..., mode="REFLECT")`` (edge
     pixel not repeated), which needs ``H, W > pad``. Built from single-row/column slices and one concat per axis
-    because XNNPACK cannot run TFLite's MIRROR_PAD (stack_notes.md).
+    because XNNPACK cannot run TFLite's MIRROR_PAD (stack_notes.md). Each concat has 2 * pad + 1 inputs, so XNNPACK
+    runs it for pad 1 and 2 (every tfdepth model pads by 1); pad >= 3 stays correct but leaves that op outside.
     """
 
     def __init__(self, pad=1, **kwargs):
@@ -194,7 +196,6 @@ class ConvBlock(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters}
-
 
 
 def concatenate_grouped(tensors, name, axis=-1, group=XNNPACK_MAX_CONCAT_INPUTS):
