@@ -94,14 +94,10 @@ class RegionSupportTrainer(DepthTrainer):
         return {"rsn": self.rsn}
 
     def variable_groups(self):
-        if self.stage.startswith("generation"):
+        if self.stage.startswith("generation") or self._frozen("refinement"):
             return {"main": list(self.generation.trainable_variables)}
-        if self.stage == "refinement":
+        if self.stage == "refinement" or self._frozen("generation"):
             return {"main": list(self.refinement.trainable_variables)}
-        if self.joint_trains == "refinement":
-            return {"main": list(self.refinement.trainable_variables)}
-        if self.joint_trains == "generation":
-            return {"main": list(self.generation.trainable_variables)}
         return {"main": list(self.generation.trainable_variables),
                 "refinement": list(self.refinement.trainable_variables)}
 
