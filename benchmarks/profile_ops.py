@@ -2,6 +2,7 @@
 
     python benchmarks/profile_ops.py selfsup_depth_infer [--runs 5] [--top 15] [--threads 2]
     python benchmarks/profile_ops.py selfsup_train_step --runs 3
+    python benchmarks/profile_ops.py selfsup_depth_infer --backend bf16 --skip-torch   # mixed_bfloat16 (oneDNN)
 
 TensorFlow: the row's ``tf.function`` (inference rows: the network's forward pass; ``*_train_step`` rows: the
 trainer's Keras train function) runs ``--runs`` times under ``tf.profiler.experimental`` after a warm-up; the
@@ -28,16 +29,17 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 
-def tensorflow_profile(name: str, runs: int, threads: int) -> dict:
+def tensorflow_profile(name: str, runs: int, threads: int, backend: str = "function") -> dict:
+    """Per-op-type ms per call of row ``name``; ``backend``: ``function`` (float32) or ``bf16`` (mixed_bfloat16)."""
     import speed_rows
 
     tf = speed_rows._tf(threads)  # noqa: SLF001
     if name.endswith("_train_step"):
-        trainer, batch = speed_rows.trainer_for(name, "function")
+        trainer, batch = speed_rows.trainer_for(name, backend)
         run_once = speed_rows.step_timer(trainer, batch)
     else:
-        net, inputs = speed_rows.network(name)
-        run_once = speed_rows.backend_runner(net, inputs, "function")
+        net, inputs = speed_rows.network(name, "mixed_bfloat16" if backend == "bf16" else "float32")
+        run_once = speed_rows.backend_runner(net, inputs, backend)
     run_once()
     run_once()
     with tempfile.TemporaryDirectory(prefix="tfdepth_profile_") as logdir:
@@ -103,11 +105,13 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--backend", choices=("function", "bf16"), default="function",
+                        help="TensorFlow side: float32 tf.function, or the same under mixed_bfloat16")
     parser.add_argument("--skip-torch", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = {"row": args.row, "runs": args.runs, "threads": args.threads}
-    tf_times = tensorflow_profile(args.row, args.runs, args.threads)
+    result = {"row": args.row, "backend": args.backend, "runs": args.runs, "threads": args.threads}
+    tf_times = tensorflow_profile(args.row, args.runs, args.threads, args.backend)
     result["tensorflow_total_op_ms_per_call"] = round(sum(tf_times.values()), 1)
     result["tensorflow_top"] = top(tf_times, args.top)
     if not args.skip_torch:
