@@ -139,3 +139,48 @@ class ManualOnlyScenes(tfds.core.GeneratorBasedBuilder):
 def test_unbuilt_dataset_that_cannot_be_prepared_gives_value_error(tmp_path):
     with pytest.raises(ValueError, match="could not be prepared"):
         pipeline.sequences_from_tfds(ManualOnlyScenes(data_dir=tmp_path), "train")
+
+
+_WAITING_BUILD = """
+import json, sys
+sys.path.insert(0, {root!r})
+from tfdepth.data import synthetic_scenes as S
+config = S.make_config("street", {h}, {w}, frames_per_scene={f}, num_scenes=2)
+print("ready", flush=True)
+builder = S.build_synthetic(config, {data_dir!r}, num_workers=1)
+print(json.dumps({{s: builder.info.splits[s].num_examples for s in S.SPLITS}}), flush=True)
+"""
+
+
+def test_concurrent_preparation_waits_for_the_first_and_reuses_its_files(config, tmp_path):
+    """Two processes preparing one dataset (two runs started together): the second waits on the lock, then reads
+    the first one's files with their splits (without the lock TFDS's temporary directories clash:
+    ``NotFoundError: Failed to finalize writing of split``)."""
+    import fcntl
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tfdepth.data.tfds_prepare import lock_path
+
+    first = S.SyntheticScenes(config=config, data_dir=tmp_path, num_workers=1)
+    lock = lock_path(first)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    script = _WAITING_BUILD.format(root=str(Path(__file__).resolve().parents[1]), h=H, w=W, f=F,
+                                   data_dir=str(tmp_path))
+    with open(lock, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # this process is "the first": it holds the lock
+        second = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        assert second.stdout.readline().strip() == "ready"
+        time.sleep(2.0)  # the second process is now blocked on the lock, its dataset not prepared
+        assert second.poll() is None
+        first.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        records = sorted(first.data_path.glob("*.tfrecord*"))
+        stamps = [os.stat(p).st_mtime_ns for p in records]
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err[-2000:]
+    assert out.strip().splitlines()[-1] == '{"train": 2, "validation": 2, "test": 2}'
+    assert records and [os.stat(p).st_mtime_ns for p in records] == stamps  # read, not rebuilt

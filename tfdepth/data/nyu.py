@@ -50,6 +50,7 @@ from etils import epath
 
 from tfdepth.data.nyu_splits import (CLASS_MAP_40_TO_13, CLASS_MAP_894_TO_40, CLASS_NAMES_13, CLASS_NAMES_40,
                                      TEST_INDICES, TRAIN_INDICES)
+from tfdepth.data.tfds_prepare import prepare_once
 
 __all__ = ["MAT_FILE_NAME", "NYU_RGB_INTRINSICS", "NyuDepthV2LabeledConfig", "NyuDepthV2Labeled", "build_nyu",
            "make_config", "nyu_frames", "read_labeled_frames", "map_labels_40", "map_labels_13",
@@ -274,8 +275,7 @@ def build_nyu(manual_dir=None, data_dir=None, config="official"):
     if not builder.is_prepared():
         if manual_dir is None:
             manual_dir = Path(os.fspath(builder.data_dir_root)) / "downloads" / "manual"
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            manual_dir=os.fspath(manual_dir), try_download_gcs=False))
+        prepare_once(builder, tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir), try_download_gcs=False))
     return builder
 
 

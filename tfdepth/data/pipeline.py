@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdepth.data import augment
+from tfdepth.data.tfds_prepare import prepare_once
 from tfdepth.data.video import (
     SEQUENCE_KEYS,
     check_sequences,
@@ -110,7 +111,7 @@ def sequences_from_tfds(builder_or_name, split, data_dir=None) -> tf.data.Datase
         )
     if not builder.is_prepared():
         try:
-            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+            prepare_once(builder, tfds.download.DownloadConfig(try_download_gcs=False))
         except Exception as err:
             raise ValueError(
                 f"{fn}: TFDS dataset {builder.info.full_name!r} is not built under {builder.data_dir!s} and "

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from tfdepth.data.tfds_prepare import prepare_once
 from tfdepth.data.video import scene_element
 
 SPLITS = ("train", "validation", "test")
@@ -311,8 +312,5 @@ def build_synthetic(config_name_or_config="street_96x320", data_dir=None, *, num
             f"config_name_or_config must be a config name or a SyntheticScenesConfig, got {type(config).__name__}."
         )
     builder = SyntheticScenes(config=config, data_dir=data_dir, num_workers=num_workers)
-    if not builder.is_prepared():
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-        )
+    prepare_once(builder, tfds.download.DownloadConfig(try_download_gcs=False))
     return builder
