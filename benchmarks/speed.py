@@ -32,9 +32,11 @@ Backends: ``function`` (``tf.function``, TensorFlow's default kernels for this C
 ``TF_ENABLE_ONEDNN_OPTS=1``: TensorFlow turns oneDNN on by default only on CPUs with AVX-512 VNNI/BF16 or AMX, so
 on others this backend says what it is worth), ``xla`` (``jit_compile=True``), ``tflite_fp32`` / ``tflite_fp16`` /
 ``tflite_int8`` (LiteRT with XNNPACK; int8 = full integer, calibrated on synthetic frames), ``bf16`` (Keras
-``mixed_bfloat16`` on oneDNN), ``pytorch`` (the reference in ``benchmarks/torch_*.py``, same sizes and thread
+``mixed_bfloat16`` on oneDNN), ``folded`` / ``folded_bf16`` (``tfdepth.export.fold_model``: the network as one
+constant graph with BatchNorm folded into the convolutions, float32 or bf16 throughout), ``pytorch`` (the reference in ``benchmarks/torch_*.py``, same sizes and thread
 count), ``numpy`` (the engine). Timing: ``--warmup`` untimed calls (tracing, allocation), then ``--runs`` timed
-calls, each blocking until its result exists; median and min. Weights are random: speed does not depend on them.
+calls, each blocking until its result exists; median and min. Weights are random with trained-like non-zero biases
+and BatchNorm statistics (``speed_rows.trained_like``: Grappler removes an all-zero bias, which changes fusion).
 
 Threads: ``--threads`` (default: the CPUs this process may use) for TensorFlow's intra-op pool, LiteRT and
 ``torch.set_num_threads``; TensorFlow's inter-op pool gets the same number.
@@ -58,17 +60,18 @@ ROOT = HERE.parent
 # row -> (backends, default timed runs, one-line description)
 ROWS = {
     "peak": (("function", "numpy", "bf16", "pytorch"), 10, "2048x2048 matmul, GFLOP/s"),
-    "selfsup_depth_infer": (("function", "onednn", "xla", "tflite_fp32", "tflite_fp16", "tflite_int8", "bf16", "pytorch"), 20,
+    "selfsup_depth_infer": (("function", "onednn", "xla", "tflite_fp32", "tflite_fp16", "tflite_int8", "bf16", "folded",
+                             "folded_bf16", "pytorch"), 20,
                             "Monodepth2 ResNet18 depth net, 192x640, batch 1"),
-    "selfsup_pose_infer": (("function", "xla", "tflite_fp32", "pytorch"), 20,
+    "selfsup_pose_infer": (("function", "xla", "tflite_fp32", "folded", "folded_bf16", "pytorch"), 20,
                            "Monodepth2 ResNet18 pose net, two frames 192x640, batch 1"),
     "selfsup_train_step": (("function", "onednn", "xla", "bf16", "pytorch"), 6,
                            "Monodepth2 training step, 192x640, batch 2, 3 frames, 4 scales, Adam"),
-    "rsn_infer": (("function", "xla", "tflite_fp32", "bf16", "pytorch"), 2,
+    "rsn_infer": (("function", "xla", "tflite_fp32", "bf16", "folded", "folded_bf16", "pytorch"), 2,
                   "RSN (ResNet34 generation + 3 refinement iterations), 480x640, batch 1"),
     "rsn_train_step": (("function", "onednn", "pytorch"), 2,
                        "RSN joint stage step, 240x320, batch 1, two SGD optimizers (480x640 is 6.4 TFLOP per image)"),
-    "sddr_one_stage": (("function", "onednn", "xla", "tflite_fp32", "pytorch"), 8, "SDDR N_r one-stage, 1024x1024"),
+    "sddr_one_stage": (("function", "onednn", "xla", "tflite_fp32", "folded", "folded_bf16", "pytorch"), 8, "SDDR N_r one-stage, 1024x1024"),
     "sddr_one_stage_2048": (("function",), 2, "SDDR N_r one-stage, 2048x2048 (the paper's size)"),
     "sddr_two_stage": (("function",), 3, "SDDR two-stage on a 1024x1024 image (1 + 4 + 9 passes at 1024)"),
     "sddr_train_step": (("function", "onednn", "pytorch"), 4, "SDDR supervised step (L_gt), 512x512, batch 2, AdamW"),
@@ -166,7 +169,7 @@ def worker(name: str, backend: str, runs: int, warmup: int, threads: int) -> dic
     if backend.startswith("tflite_"):
         with tempfile.TemporaryDirectory(prefix="tfdepth_speed_") as tmp:
             return run_tflite(name, backend, runs, warmup, threads, Path(tmp))
-    if backend == "bf16" and bf16_support():
+    if backend in ("bf16", "folded_bf16") and bf16_support():
         return {"skipped": bf16_support()}
     if name == "engine_render" or (name == "peak" and backend == "numpy"):
         sys.path.insert(0, str(HERE))

@@ -1,0 +1,266 @@
+"""Folded inference graphs: a trained Keras network as one constant graph, BatchNorm folded, in float32 or bf16.
+
+:class:`FoldedModel` (``fold_model(net, "bfloat16")``) runs the same computation as ``net(x, training=False)`` with
+three changes that matter for CPU inference with oneDNN (measured in docs/speed.md, "Folded graphs"):
+
+1. **BatchNorm folded into the convolution before it** (inference mode, moving statistics): for a ``Conv2D`` whose
+   only consumer is a ``BatchNormalization`` over the channel axis, ``s = gamma / sqrt(moving_variance + eps)``,
+   ``W' = W * s`` (per output channel) and ``b' = (b - moving_mean) * s + beta`` (``b = 0`` without a bias), so
+   ``BN(conv(x, W) + b) = conv(x, W') + b'``. The fold is done in float64 and rounded once to the graph's dtype.
+   A BatchNormalization that follows anything else becomes ``x * s + (beta - moving_mean * s)``.
+2. **Weights as constants of the graph**, in the graph's dtype: no per-call reads and casts of float32 variables
+   (Keras' ``mixed_bfloat16`` casts all weights to bf16 on every call), and oneDNN caches the blocked layout of a
+   constant filter instead of reordering it per call. Conv + bias + ReLU/ELU then fuse into one oneDNN primitive.
+3. **Everything in one dtype** (``"float32"`` or ``"bfloat16"``): every layer's inputs are cast to that dtype, so
+   activations stay in it (no float32 BatchNorm islands); a weightless head that computes in float32 itself
+   (``DisparityToDepth``) keeps its float32 result, and the outputs are returned as float32 in the network's output
+   structure. Sigmoids (the disparity heads) run in float32 on the bf16 logits, as under Keras' ``mixed_bfloat16``:
+   a bf16 sigmoid output near 0.5 is quantised to steps of 0.002-0.004, which tripled the error on the depth net.
+   The accuracy change is measured by ``benchmarks/precision_selfsup.py`` and bounded by the tests.
+
+How: the Keras functional graph (and every nested functional model, e.g. the encoder inside ``DepthNet``) is walked
+node by node in topological order and each layer is emitted as TensorFlow ops by a rule (convolutions, BN, ReLU,
+padding, tfdepth's ``Conv3x3``/``ConvBlock``/``ReflectionPad2D``); layers without weights run their own ``call`` in
+the graph's dtype; any other layer with weights runs unchanged (Keras ``__call__`` in its own dtype, inputs and
+outputs cast), so an unknown layer is slower, never wrong. The weights are read when the graph is traced (the first
+call for each input shape): fold a trained network, don't train it afterwards.
+
+The input is validated as the Keras network validates it (the network's own checks run on a symbolic tensor of the
+input's shape), so a wrong size fails with the network's message, not deep inside the graph.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import tree
+
+from tfdepth.layers import Conv3x3, ConvBlock, ReflectionPad2D, UpsampleNearest2x
+
+__all__ = ["FoldedModel", "fold_model", "DTYPES"]
+
+DTYPES = ("float32", "bfloat16")
+
+
+def fold_model(model: keras.Model, dtype: str = "bfloat16") -> "FoldedModel":
+    """``model`` (a built Keras functional network) as a :class:`FoldedModel` computing in ``dtype``."""
+    return FoldedModel(model, dtype)
+
+
+def _is_functional(layer) -> bool:
+    return isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
+
+
+def _float(x) -> bool:
+    return isinstance(x, tf.Tensor) and x.dtype.is_floating
+
+
+def _cast_all(structure, dtype):
+    return tree.map_structure(lambda t: tf.cast(t, dtype) if _float(t) else t, structure)
+
+
+def _numpy(variable) -> np.ndarray:
+    """A variable's current value as float64, read eagerly even while a graph is being traced."""
+    with tf.init_scope():
+        return np.asarray(keras.ops.convert_to_numpy(variable), np.float64)
+
+
+def _bn_affine(bn) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (scale, shift) of an inference-mode BatchNormalization, float64 (module docstring, item 1)."""
+    mean = _numpy(bn.moving_mean)
+    var = _numpy(bn.moving_variance)
+    gamma = _numpy(bn.gamma) if bn.scale else np.ones_like(mean)
+    beta = _numpy(bn.beta) if bn.center else np.zeros_like(mean)
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    return scale, beta - mean * scale
+
+
+def _channel_last_bn(layer) -> bool:
+    axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
+    return axis in (-1, 3)
+
+
+def _foldable_conv(layer) -> bool:
+    """A Conv2D the graph can emit itself: channels-last, one group, any strides/padding/dilation/activation."""
+    return (type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last" and layer.groups == 1
+            and layer.padding in ("same", "valid"))
+
+
+class _Consumers:
+    """Which nodes read each Keras tensor of one functional graph (to find conv -> BN pairs)."""
+
+    def __init__(self, model):
+        self.readers: dict[int, list] = {}
+        for nodes in model._nodes_by_depth.values():  # noqa: SLF001 (Keras' functional graph)
+            for node in nodes:
+                for t in node.input_tensors:
+                    self.readers.setdefault(id(t), []).append(node)
+        self.outputs = {id(t) for t in tree.flatten(model.outputs)}
+
+    def sole_bn_reader(self, node):
+        """The BatchNormalization node that is the only reader of ``node``'s single output, else None."""
+        if len(node.outputs) != 1 or id(node.outputs[0]) in self.outputs:
+            return None
+        readers = self.readers.get(id(node.outputs[0]), [])
+        if len(readers) == 1 and isinstance(readers[0].operation, keras.layers.BatchNormalization) \
+                and _channel_last_bn(readers[0].operation):
+            return readers[0]
+        return None
+
+
+class FoldedModel(tf.Module):
+    """``model(x, training=False)`` as a folded constant graph in ``dtype`` (module docstring).
+
+    Call it like the Keras network (a tensor, or a dict of tensors, float32; ``training`` must be False): returns
+    the network's output structure in float32, so it can stand in for the network (e.g. in ``DepthPredictor``).
+    ``signature(spec)`` gives the concrete function for a fixed or dynamic input spec (for a SavedModel). The Keras network is not tracked as a dependency: a SavedModel of this module holds only the
+    folded constants.
+    """
+
+    def __init__(self, model: keras.Model, dtype: str = "bfloat16", name: str | None = None):
+        super().__init__(name=name or f"folded_{dtype}")
+        if dtype not in DTYPES:
+            raise ValueError(f"fold_model: dtype must be one of {DTYPES}, got {dtype!r}.")
+        if not _is_functional(model):
+            raise TypeError(f"fold_model needs a Keras functional network (e.g. tfdepth.models.build_model's), "
+                            f"got {type(model).__name__}.")
+        if not model.built:
+            raise ValueError(f"fold_model: {model.name} is not built; call it on an input or load its weights first.")
+        object.__setattr__(self, "_keras_model", model)  # untracked: a SavedModel of this holds only constants
+        self.dtype = tf.as_dtype(dtype)
+        self._checked: set = set()
+        self._forward = tf.function(self._run, autograph=False)
+
+    @property
+    def model(self) -> keras.Model:
+        """The Keras network this graph was folded from (weights are read when a new input shape is traced)."""
+        return self._keras_model
+
+    def __call__(self, inputs, training=False):
+        if training:
+            raise ValueError("FoldedModel is an inference graph (BatchNorm folded, weights constant): call it with "
+                             "training=False, or train the Keras network it was folded from.")
+        self._validate(inputs)
+        return self._forward(inputs)
+
+    def signature(self, input_signature):
+        """Concrete function of the folded graph for ``input_signature`` (a TensorSpec or a dict of them)."""
+        return self._forward.get_concrete_function(input_signature)
+
+    def _validate(self, inputs):
+        """The Keras network's own input checks, on a symbolic tensor of the inputs' shapes (once per signature)."""
+        def spec(t):
+            return tuple(None if d is None else int(d) for d in t.shape), tf.as_dtype(t.dtype).name
+
+        key = str(tree.map_structure(spec, inputs))
+        if key in self._checked:
+            return
+        self.model(tree.map_structure(lambda t: keras.KerasTensor(*spec(t)), inputs))
+        self._checked.add(key)
+
+    def _run(self, inputs):
+        out = self._graph(self.model, _cast_all(inputs, self.dtype))
+        return _cast_all(out, tf.float32)
+
+    # ------------------------------------------------------------------------------------------ graph walk
+    def _graph(self, model, inputs):
+        """Emit ``model``'s functional graph on ``inputs`` (tensors in ``self.dtype``); same output structure."""
+        consumers = _Consumers(model)
+        values = {id(k): v for k, v in zip(model.inputs, tree.flatten(inputs))}
+        folded_bn = {}  # id(bn node) -> True: its input already is the folded conv's output
+        for depth in sorted(model._nodes_by_depth, reverse=True):  # noqa: SLF001
+            for node in model._nodes_by_depth[depth]:  # noqa: SLF001
+                if not node.operation or node.is_input:
+                    continue
+                args, kwargs = node.arguments.fill_in(values)
+                layer = node.operation
+                if id(node) in folded_bn:
+                    outputs = args[0]
+                else:
+                    bn_node = consumers.sole_bn_reader(node) if _foldable_conv(layer) else None
+                    if bn_node is not None:
+                        folded_bn[id(bn_node)] = True
+                        outputs = self._conv(layer, args[0], bn_node.operation)
+                    else:
+                        outputs = self._layer(layer, args, kwargs)
+                for ref, value in zip(node.outputs, tree.flatten(outputs)):
+                    values[id(ref)] = value
+        return tree.pack_sequence_as(model._outputs_struct, [values[id(t)] for t in tree.flatten(model.outputs)])  # noqa: SLF001
+
+    def _const(self, array):
+        return tf.constant(np.asarray(array, np.float64).astype(np.float32), dtype=tf.float32) \
+            if self.dtype == tf.float32 else tf.cast(tf.constant(np.asarray(array, np.float32)), self.dtype)
+
+    def _conv(self, layer, x, bn=None):
+        """Conv2D (+ the BatchNormalization ``bn`` folded into it) + bias + the layer's activation."""
+        kernel = _numpy(layer.kernel)
+        bias = _numpy(layer.bias) if layer.use_bias else None
+        if bn is not None:
+            scale, shift = _bn_affine(bn)
+            kernel = kernel * scale
+            bias = (np.zeros_like(scale) if bias is None else bias) * scale + shift
+        y = tf.nn.conv2d(tf.cast(x, self.dtype), self._const(kernel), strides=list(layer.strides),
+                         padding=layer.padding.upper(), dilations=list(layer.dilation_rate))
+        if bias is not None:
+            y = tf.nn.bias_add(y, self._const(bias))
+        return self._activation(layer.activation, y)
+
+    def _activation(self, fn, x):
+        if fn is keras.activations.linear:
+            return x
+        if fn is keras.activations.relu:
+            return tf.nn.relu(x)
+        if fn is keras.activations.elu:
+            return tf.nn.elu(x)
+        if fn is keras.activations.sigmoid:  # a disparity head: float32 (module docstring, item 3)
+            return tf.sigmoid(tf.cast(x, tf.float32))
+        return fn(x)
+
+    def _layer(self, layer, args, kwargs):
+        """One node that is not a folded conv: a rule for known layers, the layer's own call otherwise. Inputs are
+        cast to the graph's dtype; outputs stay as the rule or layer makes them (a head that computes in float32,
+        e.g. ``DisparityToDepth``, keeps its float32 result)."""
+        args = _cast_all(list(args), self.dtype)
+        x = args[0] if args else None
+        if _is_functional(layer):
+            return self._graph(layer, x)
+        if isinstance(layer, ConvBlock):
+            return tf.nn.elu(self._conv3x3(layer.conv, x))
+        if isinstance(layer, Conv3x3):
+            return self._conv3x3(layer, x)
+        if isinstance(layer, UpsampleNearest2x):
+            return _upsample_nearest_2x(x)
+        if _foldable_conv(layer):
+            return self._conv(layer, x)
+        if isinstance(layer, keras.layers.BatchNormalization) and _channel_last_bn(layer):
+            scale, shift = _bn_affine(layer)
+            return x * self._const(scale) + self._const(shift)
+        if type(layer) is keras.layers.ReLU and layer.max_value is None and not layer.negative_slope \
+                and not layer.threshold:
+            return tf.nn.relu(x)
+        if isinstance(layer, keras.layers.Activation):
+            return self._activation(layer.activation, x)
+        if type(layer) is keras.layers.Rescaling:
+            scale = np.broadcast_to(np.asarray(layer.scale, np.float64), ()).item() \
+                if np.ndim(layer.scale) == 0 else layer.scale
+            offset = np.asarray(layer.offset, np.float64)
+            return x * self._const(scale) + self._const(offset)
+        if not layer.weights:  # weightless: its own ops, in this graph's dtype
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
+            return layer.call(*args, **kwargs)
+        # Unknown layer with weights: unchanged, in its own dtype (correct, not faster).
+        return layer(*_cast_all(args, layer.compute_dtype), **{**kwargs, "training": False})
+
+    def _conv3x3(self, block: Conv3x3, x):
+        # The layer's own padding (reflection: slices + concat, which oneDNN builds run faster than MirrorPad in
+        # bf16: 1.5 vs 2.2 ms on a 96x320x64 map; zeros: a Pad that fuses into the conv).
+        return self._conv(block.conv, block.padding.call(x))
+
+
+def _upsample_nearest_2x(x):
+    """``UpsampleNearest2x`` as one broadcast copy (the layer's concat + depth_to_space exists for XNNPACK; here the
+    broadcast is 1.5-2x faster: 2.2 vs 3.4 ms bf16, 4.0 vs 8.3 ms float32 on a 96x320x64 map). Same values."""
+    shape = tf.shape(x)
+    blocks = tf.broadcast_to(x[:, :, None, :, None, :], [shape[0], shape[1], 2, shape[2], 2, shape[3]])
+    return tf.reshape(blocks, [shape[0], 2 * shape[1], 2 * shape[2], shape[3]])
