@@ -1,6 +1,7 @@
 """What low precision costs the self-supervised recipe in accuracy (issue "Speed", targets on bf16 and int8).
 
     python benchmarks/precision_selfsup.py [--out-dir runs/bench_precision] [--skip-train] [--set KEY=VALUE ...]
+    python benchmarks/precision_selfsup.py --precisions float32      # inference rows only need the float32 run
 
 Trains ``configs/default.yaml`` twice with the same seed, ``train.precision=float32`` and ``mixed_bfloat16``, then
 scores on the held-out synthetic test split (median-scaled, the recipe's own protocol):
@@ -8,7 +9,8 @@ scores on the held-out synthetic test split (median-scaled, the recipe's own pro
 * ``train``: each run's test metrics and training time (the bf16 *training* target: test abs_rel within 0.01 of
   fp32's);
 * ``inference``: the float32-trained networks run four ways on the same frames: Keras float32, the same weights
-  built under ``mixed_bfloat16`` (bf16 matmuls/convs, float32 variables and outputs), and the TFLite exports
+  built under ``mixed_bfloat16`` (bf16 matmuls/convs, float32 variables and outputs), the folded graphs
+  (``tfdepth.export.fold_model``, float32 and bf16: BatchNorm folded, constant weights), and the TFLite exports
   ``none`` (float32) and ``int8`` (full integer, calibrated by the export CLI on the run's training frames): the
   bf16 / int8 *inference* targets (delta1 within 1 point of float32's).
 
@@ -69,6 +71,16 @@ def bf16_predictor(run_dir: Path):
                           config=config)
 
 
+def folded_predictor(run_dir: Path, dtype: str):
+    """The run's inference network as a folded constant graph in ``dtype`` (tfdepth.export.folding)."""
+    from tfdepth.export.folding import fold_model
+    from tfdepth.inference import DepthPredictor, load_inference_network
+
+    network, info = load_inference_network(run_dir)
+    return DepthPredictor(fold_model(network, dtype), info.height, info.width, depth_kind=info.depth_kind,
+                          input_multiple=info.input_multiple, family=info.family, config=info.config)
+
+
 def _machine(model: str) -> dict:
     flags = set()
     try:
@@ -95,6 +107,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", default=str(ROOT / "runs" / "bench_precision"))
     parser.add_argument("--skip-train", action="store_true", help="reuse finished runs in --out-dir")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                        help="trainings to run (the inference rows need only float32)")
     args = parser.parse_args(argv)
 
     import export as export_cli
@@ -106,7 +120,7 @@ def main(argv=None) -> int:
     out_dir = Path(args.out_dir)
     result = {"config": Path(args.config).name, "overrides": args.overrides, "machine": _machine(cpu_model()),
               "train": {}, "inference": {}}
-    for precision in PRECISIONS:
+    for precision in args.precisions:
         run_dir = out_dir / precision
         metrics_path = run_dir / "metrics.json"
         if args.skip_train and metrics_path.is_file():
@@ -121,6 +135,8 @@ def main(argv=None) -> int:
     config = load_config(run_dir / "config.yaml")
     result["inference"]["keras_float32"] = score(DepthPredictor.from_run_dir(run_dir), config)
     result["inference"]["keras_bf16"] = score(bf16_predictor(run_dir), config)
+    for dtype in ("float32", "bfloat16"):
+        result["inference"][f"folded_{dtype}"] = score(folded_predictor(run_dir, dtype), config)
     exports = out_dir / "exports"
     exports.mkdir(parents=True, exist_ok=True)
     for variant in ("none", "int8"):
@@ -135,9 +151,10 @@ def main(argv=None) -> int:
         print(json.dumps({"inference": name, **row}), flush=True)
 
     fp32_train, fp32_infer = result["train"]["float32"], result["inference"]["keras_float32"]
+    bf16_train = result["train"].get("mixed_bfloat16")
     result["summary"] = {
-        "bf16_training_abs_rel_change": result["train"]["mixed_bfloat16"]["abs_rel"] - fp32_train["abs_rel"],
-        "bf16_training_time_ratio": result["train"]["mixed_bfloat16"]["train_seconds"] / fp32_train["train_seconds"],
+        **({"bf16_training_abs_rel_change": bf16_train["abs_rel"] - fp32_train["abs_rel"],
+            "bf16_training_time_ratio": bf16_train["train_seconds"] / fp32_train["train_seconds"]} if bf16_train else {}),
         **{f"{name}_a1_change": row["a1"] - fp32_infer["a1"] for name, row in result["inference"].items()
            if name != "keras_float32"},
         **{f"{name}_abs_rel_change": row["abs_rel"] - fp32_infer["abs_rel"] for name, row in

@@ -7,7 +7,9 @@ SavedModel: ``OUTPUT/NAME/VERSION/`` (TF Serving layout; NAME = the run's config
 the next free integer unless --version, and an existing version is never overwritten) with signatures
 ``serving_default`` (uint8 ``image`` [B,H,W,3], any size), ``serving_float`` (float32 ``image`` in [0, 1]) and
 ``serving_bytes`` (encoded PNG/JPEG ``image_bytes``), all returning ``depth`` (and ``disparity``) at the input's
-resolution; ``VERSION/assets.extra/metadata.json`` and ``parity.json`` beside the graph.
+resolution; ``VERSION/assets.extra/metadata.json`` and ``parity.json`` beside the graph. ``--fold float32`` or
+``--fold bfloat16`` writes the folded network (BatchNorm folded into the convolutions, weights as constants, one
+dtype throughout: the fast path for CPU serving with oneDNN; bf16 needs AVX512-BF16 or AMX to be fast).
 
 TFLite: one ``.tflite`` per --quantize variant at the fixed export size (--height/--width, else the run's
 ``export.height/width``, else the network input size), with ``<stem>.json`` (metadata) and ``<stem>.parity.json``.
@@ -16,7 +18,7 @@ TFLite: one ``.tflite`` per --quantize variant at the fixed export size (--heigh
 Parity: every export is compared with the Keras model on real images before it is published: --parity-image
 IMAGE [DEPTH] (repeatable; DEPTH a .npy in metres or a 16-bit PNG of metres x --depth-scale), else the run's own
 test frames with their ground truth. Thresholds: float32 max |diff| <= 1e-4 of the depth range, float16 <= 1e-2,
-int8 (dynamic and full) delta1 within 1 point of the Keras model's. A failed check prints one line with the
+int8 (dynamic and full) and the bf16 fold: delta1 within 1 point of the Keras model's. A failed check prints one line with the
 numbers, writes nothing and exits with 1; bad arguments exit with 2. int8 calibrates on --representative images
 (files or folders), else --representative-count frames of the run's training pipeline (no augmentation).
 """
@@ -45,6 +47,8 @@ def _parser():
                         "inside); tflite: a .tflite path (one variant) or a directory")
     parser.add_argument("--quantize", nargs="+", choices=sorted(QUANTIZE_ALIASES),
                         help="tflite variants (default: the run's export.quantization, 'none')")
+    parser.add_argument("--fold", choices=["float32", "bfloat16"],
+                        help="saved_model: write the folded network in this dtype (BatchNorm folded, constant weights)")
     parser.add_argument("--name", help="saved_model: the model name (default: the run's config name)")
     parser.add_argument("--version", type=int, help="saved_model: the version number (default: the next free one)")
     parser.add_argument("--max-pixels", type=int, help="saved_model: the most pixels one serving_bytes request may "
@@ -158,8 +162,8 @@ def _run(args) -> int:
         for flag in ("height", "width"):
             if getattr(args, flag) is not None:
                 raise ValueError(f"--{flag} applies to --format tflite (a SavedModel takes any size)")
-    elif args.name or args.version is not None or args.max_pixels is not None:
-        raise ValueError("--name, --version and --max-pixels apply to --format saved_model")
+    elif args.name or args.version is not None or args.max_pixels is not None or args.fold:
+        raise ValueError("--name, --version, --max-pixels and --fold apply to --format saved_model")
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
     if max_pixels < 1:
         raise ValueError(f"--max-pixels must be >= 1, got {max_pixels}")
@@ -171,8 +175,9 @@ def _run(args) -> int:
     name = args.name or getattr(info.config, "name", None) or Path(args.run_dir).resolve().name
     if args.format == "saved_model":
         path, report = export_saved_model(graph, info, output / name, frames=frames, version=args.version,
-                                          errors_fn=errors_fn)
-        print(f"wrote {path} (SavedModel, {_size(path)}); parity {report['summary']}")
+                                          errors_fn=errors_fn, fold=args.fold)
+        folded = f", folded {args.fold}" if args.fold else ""
+        print(f"wrote {path} (SavedModel{folded}, {_size(path)}); parity {report['summary']}")
         return 0
     if not quantize:
         config_q = getattr(getattr(info.config, "export", None), "quantization", "none") or "none"

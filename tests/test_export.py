@@ -360,6 +360,29 @@ def test_cli_refuses_an_existing_version_and_bad_arguments(saved_model, run, cap
     assert "config.yaml not found" in capsys.readouterr().err
 
 
+def test_folded_bf16_saved_model_holds_one_copy_of_the_weights_and_passes_parity(run, predictor, tmp_path, capsys):
+    """``--fold bfloat16``: the three signatures share one folded graph (bf16 constants, no variables), held to
+    the reduced-precision parity rule, and agree with the Keras predictor."""
+    argv = ["--run-dir", str(run), "--format", "saved_model", "--output", str(tmp_path), "--fold", "bfloat16"]
+    assert export_cli.main(argv + _parity_args()) == 0
+    assert "folded bfloat16" in capsys.readouterr().out
+    path = tmp_path / "tiny" / "1"
+    meta = json.loads((path / "assets.extra" / "metadata.json").read_text())
+    report = json.loads((path / "assets.extra" / "parity.json").read_text())
+    assert meta["folded"] == "bfloat16" and report["variant"] == "saved_model_bf16"
+    weights_bytes = 2 * build_model(load_config(run / "config.yaml").model)["depth"].count_params()
+    assert (path / "saved_model.pb").stat().st_size < 1.3 * weights_bytes  # once, not once per signature
+    assert sum(p.stat().st_size for p in (path / "variables").glob("*.data*")) < 1024
+    image = _rgb(TEST_IMAGE)
+    depth = tf.saved_model.load(str(path)).signatures["serving_default"](image=tf.constant(image[None]))["depth"]
+    reference = predictor.predict(image)
+    ratio = np.maximum(depth.numpy()[0, ..., 0] / reference, reference / depth.numpy()[0, ..., 0])
+    assert (ratio < 1.25).mean() > 0.99 and np.median(np.abs(ratio - 1)) < 0.02
+    assert export_cli.main(["--run-dir", str(run), "--format", "tflite", "--fold", "bfloat16",
+                            "--output", str(tmp_path / "x.tflite")]) == 2
+    assert "--fold apply to --format saved_model" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------- TFLite
 
 

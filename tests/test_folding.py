@@ -184,15 +184,16 @@ def test_graph_holds_constants_only_and_no_batchnorm(networks):
     folded = fold_model(net, "bfloat16")
     concrete = folded.signature(tf.TensorSpec(x.shape, tf.float32))
     ops = [op.type for op in concrete.graph.get_operations()]
-    assert "ReadVariableOp" not in ops and "VarHandleOp" not in ops
+    assert "ReadVariableOp" not in ops and "VarHandleOp" not in ops and not concrete.variables
     assert all(t.dtype != tf.resource for t in concrete.captured_inputs)
     assert not any("BatchNorm" in t or t == "Rsqrt" for t in ops)
     assert ops.count("Conv2D") == 20 + 14  # encoder convs (BN folded in) + decoder's 10 ConvBlocks and 4 heads
     assert ops.count("BiasAdd") == ops.count("Conv2D")
-    # Activations are cast only at the input and at the four float32 sigmoid heads (the other Casts round constants).
-    graph = concrete.graph
-    activation_casts = [op for op in graph.get_operations() if op.type == "Cast" and op.inputs[0].op.type != "Const"]
-    assert len(activation_casts) == 1 + 4, [op.name for op in activation_casts]
+    # Activations are cast only at the input and at the four float32 sigmoid heads; constants are bf16 already.
+    casts = [op for op in concrete.graph.get_operations() if op.type == "Cast"]
+    assert len(casts) == 1 + 4 and all(op.inputs[0].op.type != "Const" for op in casts), [op.name for op in casts]
+    kernels = [op for op in concrete.graph.get_operations() if op.type == "Conv2D"]
+    assert all(op.inputs[1].dtype == tf.bfloat16 and op.inputs[1].op.type == "Const" for op in kernels)
 
 
 def test_input_is_checked_like_the_keras_network(networks):

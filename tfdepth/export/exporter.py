@@ -29,7 +29,7 @@ from tfdepth.export import tflite as tflite_lib
 from tfdepth.export.graph import DEFAULT_MAX_PIXELS, InferenceGraph
 from tfdepth.export.saved_model import EXTRA_DIR, version_dir, write_saved_model
 
-__all__ = ["graph_from_run", "export_size", "to_export_size", "export_saved_model", "export_tflite",
+__all__ = ["graph_from_run", "folded_graph", "FOLD_VARIANTS", "export_size", "to_export_size", "export_saved_model", "export_tflite",
            "representative_samples", "tflite_paths", "TFLITE_SUFFIX"]
 
 TFLITE_SUFFIX = ".tflite"
@@ -145,20 +145,38 @@ def _reference(graph, frames, images=None):
 
 
 # ----------------------------------------------------------------------------------------------------- SavedModel
+def folded_graph(graph: InferenceGraph, dtype: str) -> InferenceGraph:
+    """``graph`` with its network replaced by :func:`tfdepth.export.folding.fold_model` in ``dtype`` (same steps)."""
+    from tfdepth.export.folding import fold_model
+
+    return InferenceGraph(fold_model(graph.network, dtype), graph.height, graph.width, graph.depth_kind,
+                          graph.extra_inputs, graph.max_pixels, scaling_note=graph.scaling_note)
+
+
+FOLD_VARIANTS = {"float32": "saved_model", "bfloat16": "saved_model_bf16"}  # fold dtype -> parity threshold
+
+
 def export_saved_model(graph: InferenceGraph, info, base, *, frames, version: int | None = None,
-                       errors_fn=None) -> tuple[Path, dict]:
+                       errors_fn=None, fold: str | None = None) -> tuple[Path, dict]:
     """Write ``base/VERSION/`` (``base`` = ``OUTPUT/NAME``), check parity, publish; returns ``(path, report)``.
 
     Parity: every signature (``serving_default`` on the frame's uint8 pixels, ``serving_float`` on them / 255,
     ``serving_bytes`` on their lossless PNG encoding) of the SavedModel as reloaded with ``tf.saved_model.load``,
     against the Keras reference at the frame's own resolution; float32 threshold (``parity.THRESHOLDS``).
+
+    ``fold``: ``"float32"`` or ``"bfloat16"`` writes the folded network instead (:func:`folded_graph`: BatchNorm
+    folded, weights as constants, the fast CPU serving path with oneDNN; docs/speed.md), held to the float32
+    threshold, or for bf16 to the reduced-precision rule (delta1 within 1 point, ``saved_model_bf16``).
     """
+    if fold is not None and fold not in FOLD_VARIANTS:
+        raise ValueError(f"fold must be one of {sorted(FOLD_VARIANTS)} or None, got {fold!r}")
+    serving = graph if fold is None else folded_graph(graph, fold)
     base = Path(base)
     target = version_dir(base, version)
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{target.name}.export-"))
     try:
-        write_saved_model(graph.serving_functions(), graph.network, tmp)
+        write_saved_model(serving.serving_functions(), serving.network, tmp)
         loaded = tf.saved_model.load(str(tmp))
         reference = _reference(graph, frames)
         candidates = {"serving_default": [], "serving_float": [], "serving_bytes": []}
@@ -173,15 +191,15 @@ def export_saved_model(graph: InferenceGraph, info, base, *, frames, version: in
             for name, inputs in calls.items():
                 out = loaded.signatures[name](**inputs, **extras)
                 candidates[name].append(out["depth"].numpy()[0, ..., 0])
-        report = parity_lib.compare(reference, candidates, frames, variant="saved_model", errors_fn=errors_fn,
-                                    via_disparity=graph.has_disparity)
+        report = parity_lib.compare(reference, candidates, frames, variant=FOLD_VARIANTS.get(fold, "saved_model"),
+                                    errors_fn=errors_fn, via_disparity=graph.has_disparity)
         del loaded
         parity_lib.check(report, f"SavedModel export to {target}")
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         report.update(format="saved_model", bytes=size)
         meta = _metadata(graph, info, "saved_model", graph.signature_specs(), max_pixels=graph.max_pixels,
                          serving={"model_base_path": str(base.resolve()), "version": int(target.name)},
-                         bytes=size, parity=report["summary"])
+                         bytes=size, parity=report["summary"], folded=fold)
         (tmp / EXTRA_DIR).mkdir(exist_ok=True)
         _json(tmp / EXTRA_DIR / "metadata.json", meta)
         _json(tmp / EXTRA_DIR / "parity.json", report)

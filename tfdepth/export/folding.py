@@ -61,9 +61,14 @@ def _cast_all(structure, dtype):
 
 
 def _numpy(variable) -> np.ndarray:
-    """A variable's current value as float64, read eagerly even while a graph is being traced."""
+    """A variable's current value as float64, read eagerly even while a graph is being traced.
+
+    The raw read keeps the variable out of the traced function's watched variables (``tf.Variable.numpy()`` would
+    register it, and a SavedModel of the fold would then store every weight a second time as a variable)."""
+    handle = getattr(variable, "value", variable)  # a Keras Variable wraps a tf.Variable
     with tf.init_scope():
-        return np.asarray(keras.ops.convert_to_numpy(variable), np.float64)
+        value = tf.raw_ops.ReadVariableOp(resource=handle.handle, dtype=handle.dtype)
+        return np.asarray(value.numpy(), np.float64)
 
 
 def _bn_affine(bn) -> tuple[np.ndarray, np.ndarray]:
@@ -137,6 +142,16 @@ class FoldedModel(tf.Module):
         """The Keras network this graph was folded from (weights are read when a new input shape is traced)."""
         return self._keras_model
 
+    @property
+    def input(self):
+        """The Keras network's input structure (so tools that inspect a functional network accept this too)."""
+        return self.model.input
+
+    @property
+    def output(self):
+        """The Keras network's output structure."""
+        return self.model.output
+
     def __call__(self, inputs, training=False):
         if training:
             raise ValueError("FoldedModel is an inference graph (BatchNorm folded, weights constant): call it with "
@@ -189,8 +204,8 @@ class FoldedModel(tf.Module):
         return tree.pack_sequence_as(model._outputs_struct, [values[id(t)] for t in tree.flatten(model.outputs)])  # noqa: SLF001
 
     def _const(self, array):
-        return tf.constant(np.asarray(array, np.float64).astype(np.float32), dtype=tf.float32) \
-            if self.dtype == tf.float32 else tf.cast(tf.constant(np.asarray(array, np.float32)), self.dtype)
+        """A graph constant in the graph's dtype, rounded once from float64 (no Cast op in the graph)."""
+        return tf.constant(np.asarray(array, np.float64).astype(self.dtype.as_numpy_dtype), dtype=self.dtype)
 
     def _conv(self, layer, x, bn=None):
         """Conv2D (+ the BatchNormalization ``bn`` folded into it) + bias + the layer's activation."""

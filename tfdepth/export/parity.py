@@ -18,7 +18,7 @@ Thresholds (:data:`THRESHOLDS`), checked on every signature of the export:
 
 * float32 (SavedModel, TFLite without quantization): max |candidate - reference| <= 1e-4 of the depth range;
 * float16: <= 1e-2 of the depth range;
-* dynamic-range int8 and full int8: delta1 (a1) on the ground-truth frames within 1 point (0.01) of the reference's;
+* dynamic-range int8, full int8 and the bf16 folded SavedModel: delta1 (a1) on the ground-truth frames within 1 point (0.01) of the reference's;
   with no ground-truth frame, ``delta1_vs_reference >= 0.99`` (the reference's own is 1.0: the same 1-point rule
   with the Keras prediction standing in for the ground truth).
 """
@@ -35,6 +35,7 @@ __all__ = ["ParityFrame", "THRESHOLDS", "DEFINITIONS", "compare", "ParityError",
 THRESHOLDS = {
     # variant: (rule, limit); rules are explained in the module docstring.
     "saved_model": ("max_abs_diff_rel", 1e-4),
+    "saved_model_bf16": ("delta_a1", 0.01),  # a SavedModel of the bf16 folded graph (exporter.folded_graph)
     "none": ("max_abs_diff_rel", 1e-4),
     "float16": ("max_abs_diff_rel", 1e-2),
     "dynamic": ("delta_a1", 0.01),
@@ -51,8 +52,8 @@ DEFINITIONS = {
     "ground_truth": "errors of reference and candidate against the frames' ground truth (the run's evaluation "
                     "protocol: crop, depth cap, median scaling for relative depth); predictions resized to the "
                     "ground truth's size first (disparity bilinear, then inverted)",
-    "thresholds": "float32 max_abs_diff_rel <= 1e-4; float16 <= 1e-2; int8 (dynamic, full) |delta_a1| <= 0.01 on "
-                  "ground-truth frames, else delta1_vs_reference >= 0.99",
+    "thresholds": "float32 max_abs_diff_rel <= 1e-4; float16 <= 1e-2; int8 (dynamic, full) and bf16 |delta_a1| <= "
+                  "0.01 on ground-truth frames, else delta1_vs_reference >= 0.99",
 }
 
 
