@@ -2,9 +2,10 @@
 threshold (``tfdepth.export.parity.THRESHOLDS``), so a fast path can never be a wrong path.
 
 The backends are built by the benchmark's own code (``benchmarks/speed_rows.py``: ``backend_runner`` and
-``tflite_content``, the same calls its rows time) on a ResNet18 depth net at 64x96, random weights, three synthetic
-street frames. Depth is Monodepth2's ``disp_to_depth(disp_0, 0.1, 100)``. The last test feeds the channels in BGR
-order to show that the float32 threshold catches a wrong input path.
+``tflite_content``, the same calls its rows time) on a ResNet18 depth net at 64x96, random trained-like
+weights (``speed_rows.trained_like``), three synthetic street frames. Depth is Monodepth2's
+``disp_to_depth(disp_0, 0.1, 100)``. The last test feeds the channels in BGR order to show that the float32
+threshold catches a wrong input path.
 """
 
 import sys
@@ -22,7 +23,9 @@ from tfdepth.models.depth_decoder import DepthNet, disp_to_depth  # noqa: E402
 
 H, W = 64, 96
 VARIANT = {"function": "none", "xla": "none", "tflite_fp32": "none", "tflite_fp16": "float16",
-           "tflite_int8": "int8", "bf16": "int8"}  # bf16 (8-bit mantissa) is held to the reduced-precision rule
+           "tflite_int8": "int8", "bf16": "int8", "folded": "none", "folded_bf16": "int8"}
+# bf16 (8-bit mantissa, Keras mixed or folded) is held to the reduced-precision rule; the folded bf16 graph runs
+# (emulated, slowly but correctly) on CPUs without bf16 units too, so it is checked everywhere.
 
 
 def _depth(outputs):
@@ -37,7 +40,7 @@ def net_and_frames():
     from tfdepth.data.synthetic import render_sequence
 
     keras.utils.set_random_seed(3)
-    net = DepthNet(encoder_depth=18, scales=(0, 1, 2, 3))
+    net = speed_rows.trained_like(DepthNet(encoder_depth=18, scales=(0, 1, 2, 3)))  # as the speed rows build it
     frames = render_sequence("street", 7, 3, H, W)["image"]
     reference = [_depth(net(f[None].astype(np.float32) / 255.0, training=False)) for f in frames]
     return net, frames, reference
