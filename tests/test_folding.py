@@ -6,34 +6,20 @@ classic mistakes are injected to show the tests catch them: folding a conv whose
 forgetting BatchNorm's epsilon.
 """
 
+import sys
+from pathlib import Path
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from tfdepth.export import folding
-from tfdepth.export.folding import FoldedModel, fold_model
+from speed_rows import trained_like as _trained_like  # noqa: E402 (non-zero biases and BN statistics)
 
-
-def _trained_like(net, seed=0):
-    """Non-zero biases and BatchNorm statistics (a fresh network's are 0 / 1: the fold would be invisible)."""
-    rng = np.random.default_rng(seed)
-
-    def visit(layer):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0.0, 0.2, c))
-            layer.moving_variance.assign(rng.uniform(0.3, 2.0, c))
-            layer.gamma.assign(rng.uniform(0.5, 1.5, c))
-            layer.beta.assign(rng.normal(0.0, 0.2, c))
-        elif getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
-            layer.bias.assign(rng.normal(0.0, 0.05, layer.bias.shape))
-        for child in getattr(layer, "_layers", ()):
-            visit(child)
-
-    visit(net)
-    return net
+from tfdepth.export import folding  # noqa: E402
+from tfdepth.export.folding import FoldedModel, fold_model  # noqa: E402
 
 
 def _numpy_conv(x, kernel, stride, padding):

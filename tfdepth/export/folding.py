@@ -20,7 +20,7 @@ three changes that matter for CPU inference with oneDNN (measured in docs/speed.
 
 How: the Keras functional graph (and every nested functional model, e.g. the encoder inside ``DepthNet``) is walked
 node by node in topological order and each layer is emitted as TensorFlow ops by a rule (convolutions, BN, ReLU,
-padding, tfdepth's ``Conv3x3``/``ConvBlock``/``ReflectionPad2D``); layers without weights run their own ``call`` in
+tfdepth's ``Conv3x3``/``ConvBlock``/``UpsampleNearest2x``); layers without weights run their own ``call`` in
 the graph's dtype; any other layer with weights runs unchanged (Keras ``__call__`` in its own dtype, inputs and
 outputs cast), so an unknown layer is slower, never wrong. The weights are read when the graph is traced (the first
 call for each input shape): fold a trained network, don't train it afterwards.
@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
-from tfdepth.layers import Conv3x3, ConvBlock, ReflectionPad2D, UpsampleNearest2x
+from tfdepth.layers import Conv3x3, ConvBlock, UpsampleNearest2x
 
 __all__ = ["FoldedModel", "fold_model", "DTYPES"]
 
@@ -182,8 +182,11 @@ class FoldedModel(tf.Module):
     def _graph(self, model, inputs):
         """Emit ``model``'s functional graph on ``inputs`` (tensors in ``self.dtype``); same output structure."""
         consumers = _Consumers(model)
-        values = {id(k): v for k, v in zip(model.inputs, tree.flatten(inputs))}
-        folded_bn = {}  # id(bn node) -> True: its input already is the folded conv's output
+        struct = model._inputs_struct  # noqa: SLF001
+        if isinstance(struct, dict) and isinstance(inputs, dict):  # by name, as Keras matches a dict input
+            inputs = {key: inputs[key] for key in struct}
+        values = {id(k): v for k, v in zip(model.inputs, tree.flatten(inputs), strict=True)}
+        folded_bn = set()  # ids of BN nodes whose input already is the folded conv's output
         for depth in sorted(model._nodes_by_depth, reverse=True):  # noqa: SLF001
             for node in model._nodes_by_depth[depth]:  # noqa: SLF001
                 if not node.operation or node.is_input:
@@ -195,7 +198,7 @@ class FoldedModel(tf.Module):
                 else:
                     bn_node = consumers.sole_bn_reader(node) if _foldable_conv(layer) else None
                     if bn_node is not None:
-                        folded_bn[id(bn_node)] = True
+                        folded_bn.add(id(bn_node))
                         outputs = self._conv(layer, args[0], bn_node.operation)
                     else:
                         outputs = self._layer(layer, args, kwargs)
@@ -257,10 +260,7 @@ class FoldedModel(tf.Module):
         if isinstance(layer, keras.layers.Activation):
             return self._activation(layer.activation, x)
         if type(layer) is keras.layers.Rescaling:
-            scale = np.broadcast_to(np.asarray(layer.scale, np.float64), ()).item() \
-                if np.ndim(layer.scale) == 0 else layer.scale
-            offset = np.asarray(layer.offset, np.float64)
-            return x * self._const(scale) + self._const(offset)
+            return x * self._const(layer.scale) + self._const(layer.offset)
         if not layer.weights:  # weightless: its own ops, in this graph's dtype
             kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
             return layer.call(*args, **kwargs)
