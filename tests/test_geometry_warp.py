@@ -170,3 +170,36 @@ def test_warp_bad_inputs_raise_clear_errors():
         inverse_warp(image, np.ones((1, 4, 5, 1), np.float32), np.eye(4, dtype=np.float32)[None], np.eye(2)[None])
     with pytest.raises(TypeError, match="image"):
         bilinear_sample(tf.constant([["x"]]), np.zeros((1, 4, 5, 2), np.float32))
+
+
+def test_source_pixel_planes_match_numpy_backproject_transform_project(rng):
+    """The one-step planes (K R K^-1 depth + K t) equal the two-step pinhole chain worked in float64 numpy."""
+    from tfdepth.geometry.projection import source_pixel_planes
+    from scipy.spatial.transform import Rotation
+
+    b, h, w = 2, 5, 7
+    depth = rng.uniform(1.0, 20.0, (b, h, w, 1))
+    K = np.array([[[6.0, 0.0, 3.2], [0.0, 5.5, 2.1], [0.0, 0.0, 1.0]]] * b)
+    T = np.tile(np.eye(4), (b, 1, 1))
+    T[:, :3, :3] = Rotation.from_rotvec(rng.normal(0, 0.05, (b, 3))).as_matrix()
+    T[:, :3, 3] = rng.normal(0, 0.3, (b, 3))
+    T[1, 2, 3] = -5.0  # pushes some points behind the source camera: invalid there
+    u, v = np.meshgrid(np.arange(w), np.arange(h))
+    pix = np.stack([u, v, np.ones_like(u)], -1).astype(np.float64)  # [h, w, 3]
+    want_x, want_y, want_valid, want_z = [], [], [], []
+    for i in range(b):
+        points = depth[i] * (pix @ np.linalg.inv(K[i]).T)  # [h, w, 3]
+        cam = (points @ T[i, :3, :3].T + T[i, :3, 3]) @ K[i].T
+        x, y = cam[..., 0] / (cam[..., 2] + 1e-7), cam[..., 1] / (cam[..., 2] + 1e-7)
+        want_x.append(x)
+        want_y.append(y)
+        want_z.append(cam[..., 2])
+        want_valid.append((cam[..., 2] > 1e-3) & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1))
+    x, y, valid = source_pixel_planes(tf.constant(depth, tf.float32), tf.constant(K, tf.float32),
+                                      tf.constant(T, tf.float32), image_size=(h, w))
+    z_ok = np.stack(want_z) > 0.5  # coordinates compared away from the camera plane (where they blow up)
+    np.testing.assert_allclose(x.numpy()[z_ok], np.stack(want_x)[z_ok], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(y.numpy()[z_ok], np.stack(want_y)[z_ok], rtol=1e-4, atol=1e-3)
+    assert valid.shape == (b, h, w, 1)
+    np.testing.assert_array_equal(valid.numpy()[..., 0] > 0.5, np.stack(want_valid))
+    assert not np.stack(want_valid).all() and np.stack(want_valid).any()  # the case has both kinds of pixels

@@ -26,6 +26,22 @@ def test_reflection_pad_bit_identical_to_tf_pad_and_numpy(rng, pad):
     np.testing.assert_array_equal(got, np.pad(x, paddings, mode="reflect"))
 
 
+def test_reflection_pad_training_form_is_the_same_copy_as_one_mirror_pad(rng):
+    """training=True pads with one MirrorPad (one gradient op); inference keeps the slices XNNPACK runs."""
+    layer = ReflectionPad2D(1)
+    x = tf.constant(rng.normal(size=(2, 5, 7, 3)).astype(np.float32))
+    np.testing.assert_array_equal(layer(x, training=True).numpy(), layer(x, training=False).numpy())
+    spec = tf.TensorSpec([2, 5, 7, 3])
+    ops = {t: {op.type for op in tf.function(lambda v, t=t: layer(v, training=t)).get_concrete_function(spec)
+               .graph.get_operations()} for t in (True, False)}
+    assert "MirrorPad" in ops[True] and "MirrorPad" not in ops[False]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        up = tf.constant(rng.normal(size=(2, 7, 9, 3)).astype(np.float32))
+        losses = [tf.reduce_sum(layer(x, training=t) * up) for t in (True, False)]
+    np.testing.assert_allclose(tape.gradient(losses[0], x).numpy(), tape.gradient(losses[1], x).numpy(), atol=1e-6)
+
+
 def test_reflection_pad_known_values():
     # Row [1, 2, 3] reflect-padded by 1 is [2, 1, 2, 3, 2] (edge not repeated, unlike 'symmetric').
     x = np.array([1.0, 2.0, 3.0], np.float32).reshape(1, 1, 3, 1)

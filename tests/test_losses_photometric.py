@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfdepth.losses import min_reprojection, photometric_error, ssim_dissimilarity
+from tfdepth.losses.photometric import PhotometricTarget, photometric_target
 
 C1 = 0.01**2
 C2 = 0.03**2
@@ -274,3 +275,25 @@ def test_min_reprojection_rejects_bad_inputs(rng):
         min_reprojection([rep], [rep], noise_std=-1.0)
     with pytest.raises(ValueError, match="same \\[B, H, W\\]"):
         min_reprojection([rep], [rep[:, :2]])
+
+
+def test_photometric_target_gives_the_same_errors_and_gradients_bit_for_bit(rng):
+    """One target's statistics reused for several images: the same numbers as passing the image each time."""
+    target = tf.constant(rng.uniform(size=(2, 6, 9, 3)).astype(np.float32))
+    prepared = photometric_target(target)
+    assert isinstance(prepared, PhotometricTarget) and prepared.padded.shape == (2, 8, 11, 3)
+    np.testing.assert_allclose(prepared.mean.numpy()[0, 2, 3], target.numpy()[0, 1:4, 2:5].mean(axis=(0, 1)),
+                               rtol=1e-5)
+    for _ in range(2):
+        pred = tf.Variable(rng.uniform(size=(2, 6, 9, 3)).astype(np.float32))
+        with tf.GradientTape(persistent=True) as tape:
+            plain = photometric_error(pred, target)
+            reused = photometric_error(pred, prepared)
+        np.testing.assert_array_equal(reused.numpy(), plain.numpy())
+        np.testing.assert_array_equal(tape.gradient(reused, pred).numpy(), tape.gradient(plain, pred).numpy())
+        np.testing.assert_array_equal(ssim_dissimilarity(pred, prepared).numpy(),
+                                      ssim_dissimilarity(pred, target).numpy())
+    with pytest.raises(ValueError, match="same shape"):
+        photometric_error(tf.zeros([2, 6, 8, 3]), prepared)
+    with pytest.raises(ValueError, match="target.*height >= 2"):
+        photometric_target(tf.zeros([1, 1, 5, 3]))

@@ -4,6 +4,7 @@ The reference below follows PyTorch semantics (symmetric zero padding, OIHW kern
 eval mode with eps 1e-5) and is written from the architecture description, not from the Keras model.
 """
 
+import keras
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
@@ -177,8 +178,8 @@ def test_encoder_config_round_trip_and_sync_batchnorm_flag():
     clone = ResnetEncoder.from_config(config)
     assert clone.get_config() == config
     assert clone.count_params() == enc.count_params()
-    bns = [layer for layer in clone.layers if layer.__class__.__name__ == "BatchNormalization"]
+    bns = [layer for layer in clone.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert bns and not any(b.synchronized for b in bns)
     assert all(b.synchronized and b.epsilon == 1e-5 and b.momentum == 0.9
-               for b in ResnetEncoder(18).layers if b.__class__.__name__ == "BatchNormalization")
+               for b in ResnetEncoder(18).layers if isinstance(b, keras.layers.BatchNormalization))
     assert tuple(clone.output["f4"].shape) == (None, 2, 3, 512)  # static sizes propagate

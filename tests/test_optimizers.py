@@ -53,6 +53,40 @@ def test_several_updates_follow_pytorch_and_keras_form_lags():
     assert abs(keras_form - w0) < 0.5 * abs(expected - w0)
 
 
+def test_one_device_uses_the_fused_kernel_and_a_mirrored_strategy_the_elementwise_form(mirrored_strategy):
+    """Both paths of TorchAdam.update_step give PyTorch's updates: the fused ResourceApplyAdam on one device, the
+    element-wise form on variables mirrored over two replicas (whose slots are distributed)."""
+    rng = np.random.default_rng(1)
+    grads = [float(g) for g in rng.normal(0, 1e-3, 5)]
+    expected = torch_adam_reference(0.25, grads, 1e-3)
+
+    var = tf.Variable([0.25], dtype=tf.float32)
+    optimizer = TorchAdam(1e-3)
+    optimizer.build([var])
+    step = tf.function(lambda g: optimizer.apply_gradients([(g, var)]))
+    ops = {op.type for op in step.get_concrete_function(tf.TensorSpec([1])).graph.get_operations()}
+    assert "ResourceApplyAdam" in ops
+    for g in grads:
+        step(tf.constant([g]))
+    assert float(var.numpy()[0]) == pytest.approx(expected, abs=2e-8)
+
+    with mirrored_strategy.scope():
+        mirrored = tf.Variable([0.25], dtype=tf.float32)
+        optimizer = TorchAdam(1e-3)
+        optimizer.build([mirrored])
+
+    @tf.function
+    def replica_step(g):
+        # Each replica contributes half of g: the all-reduced (summed) gradient is g.
+        mirrored_strategy.run(lambda: optimizer.apply_gradients([(g / 2.0, mirrored)]))
+
+    graph_ops = {op.type for op in replica_step.get_concrete_function(tf.TensorSpec([1])).graph.get_operations()}
+    for g in grads:
+        replica_step(tf.constant([g]))
+    assert "ResourceApplyAdam" not in graph_ops
+    assert float(mirrored.numpy()[0]) == pytest.approx(expected, abs=6e-8)  # 2 float32 steps at 0.25
+
+
 def torch_sgd_reference(w0, grads, lr, momentum, weight_decay):
     """torch.optim.SGD (dampening 0, nesterov False), written from its documented algorithm, in float64."""
     w, buf = float(w0), None

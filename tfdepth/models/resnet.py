@@ -14,7 +14,7 @@ BN from gamma = 1, beta = 0; ImageNet weights are opt-in via :mod:`tfdepth.model
 
 import keras
 
-from tfdepth.layers import check_bool, check_hw, check_int, check_multiple_on_call
+from tfdepth.layers import FusedBatchNormalization, check_bool, check_hw, check_int, check_multiple_on_call
 
 __all__ = ["ResnetEncoder", "RESNET_SPECS", "ResnetLayerBuilder"]
 
@@ -63,7 +63,7 @@ class _Builder:
         self.torch_names[name] = torch_name
         # synchronized=True: statistics over the global batch under MirroredStrategy (stack_notes.md), so
         # 2-replica training equals single-device training on the same global batch.
-        return keras.layers.BatchNormalization(
+        return FusedBatchNormalization(
             epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, synchronized=self.sync, name=name
         )(x)
 

@@ -59,8 +59,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdepth.layers import (check_bool, check_int, check_multiple_on_call, concatenate_grouped,
-                            torch_default_kernel_initializer)
+from tfdepth.layers import (FusedBatchNormalization, check_bool, check_int, check_multiple_on_call,
+                            concatenate_grouped, torch_default_kernel_initializer)
 from tfdepth.models.resnet import ResnetLayerBuilder
 
 __all__ = [
@@ -239,7 +239,7 @@ def _cbr(x, filters, kernel, pad, name, sync, init, batchnorm=True):
     x = keras.layers.Conv2D(filters, kernel, padding="valid", use_bias=False, kernel_initializer=init,
                             name=name + "_conv")(x)
     if batchnorm:
-        x = keras.layers.BatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, synchronized=sync,
+        x = FusedBatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, synchronized=sync,
                                             name=name + "_bn")(x)
     return keras.layers.ReLU(name=name + "_relu")(x)
 
@@ -343,7 +343,7 @@ class GenerationModule(keras.Model):
         x = _cbr(x, ch(512), 3, 1, "deconv0", sync, default())
         x = keras.layers.Conv2DTranspose(ch(256), 3, strides=2, padding="valid", output_padding=1, use_bias=False,
                                          kernel_initializer=default(), name="deconv2_conv")(x)  # 2h + 2 = H - 2
-        x = keras.layers.BatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, synchronized=sync,
+        x = FusedBatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, synchronized=sync,
                                             name="deconv2_bn")(x)
         x = keras.layers.ReLU(name="deconv2_relu")(x)
         x = _cbr(x, ch(128), 3, 2, "regress1", sync, default())  # H

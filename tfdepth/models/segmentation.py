@@ -16,7 +16,14 @@ Input: disparity (``in_channels=1``) or disparity + RGB image (``in_channels=4``
 
 import keras
 
-from tfdepth.layers import UpsampleNearest2x, check_bool, check_hw, check_int, check_multiple_on_call
+from tfdepth.layers import (
+    FusedBatchNormalization,
+    UpsampleNearest2x,
+    check_bool,
+    check_hw,
+    check_int,
+    check_multiple_on_call,
+)
 
 __all__ = ["SegmentationUNet"]
 
@@ -25,7 +32,7 @@ def _conv_bn_relu(x, filters, sync, name):
     # No bias: the following BatchNorm's beta makes it redundant.
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
                             name=name + "_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, synchronized=sync, name=name + "_bn")(x)
+    x = FusedBatchNormalization(epsilon=1e-5, momentum=0.9, synchronized=sync, name=name + "_bn")(x)
     return keras.layers.ReLU(name=name + "_relu")(x)
 
 

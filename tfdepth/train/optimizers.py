@@ -25,6 +25,7 @@ not interchangeable. TorchSGD computes PyTorch's form (dampening 0, no Nesterov)
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 __all__ = ["TorchAdam", "TorchSGD", "OPTIMIZERS", "make_optimizer"]
@@ -45,14 +46,17 @@ class TorchAdam(keras.optimizers.Adam):
                          amsgrad=amsgrad, name=name, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        handles = _resource_handles(variable, m, v)
+        if handles is not None and not self.amsgrad and not isinstance(gradient, tf.IndexedSlices):
+            return self._fused_update(gradient, variable, learning_rate, *handles)
         dtype = variable.dtype
         lr = ops.cast(learning_rate, dtype)
         gradient = ops.cast(gradient, dtype)
         step = ops.cast(self.iterations + 1, dtype)
         bias_1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
         bias_2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
-        m = self._momentums[self._get_variable_index(variable)]
-        v = self._velocities[self._get_variable_index(variable)]
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
         self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
         if self.amsgrad:
@@ -62,6 +66,38 @@ class TorchAdam(keras.optimizers.Adam):
         # PyTorch: lr / bias_1 * m / (sqrt(v / bias_2) + eps)
         denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bias_2)), ops.cast(self.epsilon, dtype))
         self.assign_sub(variable, ops.divide(ops.multiply(m, lr / bias_1), denominator))
+
+    def _fused_update(self, gradient, variable, learning_rate, var_handle, m_handle, v_handle):
+        """The same update as one ``ResourceApplyAdam`` kernel per variable (instead of ~12 element-wise passes).
+
+        The kernel computes Keras' form ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps_k)``; with
+        ``eps_k = eps * sqrt(1 - b2^t)`` that is PyTorch's (module docstring). Measured on the Monodepth2
+        training step (192x640, batch 2): 1642 -> 1555 ms. Taken when the variable and its slots are plain
+        resource variables (one device); under a multi-device strategy the element-wise form runs.
+        """
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        beta_2_power = tf.pow(beta_2, step)
+        tf.raw_ops.ResourceApplyAdam(
+            var=var_handle, m=m_handle, v=v_handle, beta1_power=tf.pow(beta_1, step), beta2_power=beta_2_power,
+            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype) * tf.sqrt(1.0 - beta_2_power), grad=tf.cast(gradient, dtype),
+            use_locking=False,
+        )
+
+
+def _resource_handles(*variables):
+    """The resource handles of Keras / TensorFlow variables on one device, or None if any is distributed."""
+    handles = []
+    for variable in variables:
+        value = getattr(variable, "value", variable) if isinstance(variable, keras.Variable) else variable
+        if not isinstance(value, tf.Variable) or isinstance(value, tf.distribute.DistributedValues) \
+                or hasattr(value, "_distributed_container") and value._distributed_container() is not None:
+            return None
+        handles.append(value.handle)
+    return handles
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")

@@ -34,7 +34,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfdepth.geometry import inverse_warp, pose_vec_to_matrix
-from tfdepth.losses.photometric import min_reprojection, photometric_error
+from tfdepth.losses.photometric import min_reprojection, photometric_error, photometric_target
 from tfdepth.losses.segmentation import weighted_cross_entropy
 from tfdepth.losses.smoothness import edge_aware_smoothness
 from tfdepth.models.depth_decoder import disp_to_depth
@@ -212,11 +212,14 @@ class SelfSupervisedDepthModel(DepthTrainer):
         poses = self.predict_poses(batch, training=training)
         step = self.step
 
+        # The target with its SSIM statistics, compared with every warped and unwarped source (same numbers as
+        # passing the image; photometric_target's docstring).
+        target_full = photometric_target(target) if self.ssim_weight else target
         identity_full = None
         if self.automask:
             # Identity reprojection of the unwarped sources, computed once at full resolution (A.6 step 2); used
             # by every scale in full-res multi-scale mode and by scale 0 in Monodepth1-style mode.
-            identity_full = [photometric_error(sources[f], target, self.ssim_weight) for f in SOURCE_FRAMES]
+            identity_full = [photometric_error(sources[f], target_full, self.ssim_weight) for f in SOURCE_FRAMES]
 
         photometric_total = 0.0
         smoothness_total = 0.0
@@ -227,7 +230,7 @@ class SelfSupervisedDepthModel(DepthTrainer):
                 # Full-res multi-scale (A.5): upsample disp_s (bilinear, half-pixel = align_corners False) and
                 # compute the photometric loss at full resolution with the full-resolution K.
                 disp_warp = tf.image.resize(disp, [height, width], method="bilinear") if s else disp
-                tgt, srcs, K_s = target, sources, K
+                tgt, srcs, K_s = target_full, sources, K
                 identity = identity_full
             else:
                 # Monodepth1-style (--v1_multiscale): images and K at scale s. K as the original scales it
@@ -236,6 +239,7 @@ class SelfSupervisedDepthModel(DepthTrainer):
                 # the target and the identity reprojection are all at scale s. The pyramid is `downscale`'s box
                 # filter; the original's loader resizes with PIL's Lanczos (a sharper target at scale s).
                 tgt = downscale(target, s)
+                tgt = photometric_target(tgt) if self.ssim_weight else tgt
                 srcs = {f: downscale(v, s) for f, v in sources.items()}
                 K_s = scale_intrinsics_original(K, s)
                 disp_warp = disp
