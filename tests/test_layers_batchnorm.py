@@ -108,3 +108,37 @@ def test_config_round_trip_and_save_load(tmp_path, rng):
     assert isinstance(loaded.get_layer("bn"), FusedBatchNormalization)
     x = rng.normal(size=(1, 4, 4, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
+_BF16_STEP = """
+import keras, numpy as np, tensorflow as tf
+from tfdepth.layers import FusedBatchNormalization
+keras.mixed_precision.set_global_policy("mixed_bfloat16")
+layer = FusedBatchNormalization(epsilon=1e-5, momentum=0.9)
+x = tf.cast(tf.random.stateless_normal([2, 4, 6, 8], seed=(1, 2)), tf.bfloat16)
+@tf.function
+def step(t):
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        loss = tf.reduce_sum(tf.cast(layer(t, training=True), tf.float32) ** 2)
+    return tape.gradient(loss, [t, layer.gamma])
+grads = step(x)
+print("finite", all(bool(tf.reduce_all(tf.math.is_finite(tf.cast(g, tf.float32)))) for g in grads))
+"""
+
+
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_mixed_bfloat16_training_runs_with_and_without_onednn(onednn):
+    """bf16 activations go straight into FusedBatchNormV3: that needs a bf16 kernel with oneDNN (TensorFlow's default
+    on AVX-512 VNNI/BF16 and AMX CPUs) and without it (the default elsewhere); both must train."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", _BF16_STEP], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=str(root))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "finite True" in done.stdout

@@ -8,10 +8,12 @@ writes PyTorch's form)::
     Keras:    w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)           eps = 1e-7
 
 Both are the same expression with Keras' epsilon equal to PyTorch's ``eps * sqrt(1 - b2^t)``, so TorchAdam is
-Keras' update with that epsilon. The difference matters when gradients are small against epsilon: a freshly
-initialised depth decoder's gradients are 1e-8..1e-6, where Keras' step is 2% of PyTorch's at step 1 and 32% still
-at step 1,120 (measured on the default config; ``stack_notes.md`` has the derivation). ``keras_adam`` keeps Keras'
-form (what runs trained before this option existed used). ``adamw`` is Keras' AdamW (decoupled weight decay).
+Keras' update with that epsilon (on one device as TensorFlow's fused ``ResourceApplyAdam`` kernel, one op per
+variable; the element-wise form under multi-device strategies). The difference matters when gradients are small
+against epsilon: a freshly initialised depth decoder's gradients are 1e-8..1e-6, where Keras' step is 2% of
+PyTorch's at step 1 and 32% still at step 1,120 (measured on the default config; ``stack_notes.md`` has the
+derivation). ``keras_adam`` keeps Keras' form (what runs trained before this option existed used). ``adamw`` is
+Keras' AdamW (decoupled weight decay).
 
 ``sgd`` is :class:`TorchSGD`, ``torch.optim.SGD`` (the RSN code trains with momentum 0.99 and weight decay 5e-4).
 PyTorch's SGD weight decay is an L2 term added to the gradient *before* the momentum buffer (coupled), Keras'
@@ -89,12 +91,17 @@ class TorchAdam(keras.optimizers.Adam):
 
 
 def _resource_handles(*variables):
-    """The resource handles of Keras / TensorFlow variables on one device, or None if any is distributed."""
+    """The resource handles of Keras / TensorFlow variables on one device, or None if any is distributed.
+
+    A mirrored variable (``DistributedValues``) or one replica's component of it (it knows its container) is left
+    to the element-wise form, whose assigns the strategy routes to every device.
+    """
     handles = []
     for variable in variables:
-        value = getattr(variable, "value", variable) if isinstance(variable, keras.Variable) else variable
+        value = variable.value if isinstance(variable, keras.Variable) else variable
+        component = getattr(value, "_distributed_container", None)
         if not isinstance(value, tf.Variable) or isinstance(value, tf.distribute.DistributedValues) \
-                or hasattr(value, "_distributed_container") and value._distributed_container() is not None:
+                or (component is not None and component() is not None):
             return None
         handles.append(value.handle)
     return handles
