@@ -142,3 +142,30 @@ def test_mixed_bfloat16_training_runs_with_and_without_onednn(onednn):
                           env=env, cwd=str(root))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "finite True" in done.stdout
+
+
+def test_synchronized_moments_on_two_replicas_are_the_two_pass_global_moments(rng, mirrored_strategy):
+    """Two replicas with half the batch each normalise like one device on the whole batch, also where the mean
+    dwarfs the spread (mean 30, std 0.03), which Keras' E[x^2] - E[x]^2 synchronised moments get wrong."""
+    x = (30.0 + 0.03 * rng.normal(size=(4, 3, 3, 2))).astype(np.float32)
+    x[2:] += 0.05  # the two half-batches differ: local statistics would not do
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 1, 2)), x64.var(axis=(0, 1, 2))
+    want = (x64 - mean) / np.sqrt(var + EPS)
+
+    def replicated(layer_class):
+        with mirrored_strategy.scope():
+            layer = layer_class(epsilon=EPS, momentum=MOMENTUM, synchronized=True, center=False, scale=False)
+            layer.build((None, 3, 3, 2))
+        batch = next(iter(mirrored_strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensor_slices(x).batch(4))))
+        out = mirrored_strategy.run(tf.function(lambda t: layer(t, training=True)), args=(batch,))
+        got = np.concatenate([t.numpy() for t in mirrored_strategy.experimental_local_results(out)])
+        return got, layer
+
+    got, layer = replicated(FusedBatchNormalization)
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), MOMENTUM + (1 - MOMENTUM) * var, rtol=1e-6)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), (1 - MOMENTUM) * mean, rtol=1e-6)
+    keras_got, _ = replicated(keras.layers.BatchNormalization)
+    assert np.abs(keras_got - want).max() > 10 * np.abs(got - want).max()  # the classic form loses the variance

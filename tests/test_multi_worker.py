@@ -28,7 +28,11 @@ update is about lr * g / epsilon, linear in the all-reduced gradient (the few la
 still take near-full steps, but they are far from rounding). Per tensor, ||dW_workers - dW_one|| must be at most
 1e-2 ||dW_one|| plus one float32 step of every weight (an update at that size, e.g. a BatchNorm gamma of 1.0 moved
 by 1e-8, is rounding either way). Measured over the 197 of 236 tensors whose update is above 100x that rounding:
-median 4.6e-5, max 2.3e-3. A missing 1/num_replicas (injected) gave a median of 0.78; other batches about 1.0.
+median 4.6e-5, max 2.3e-3; since the one-process run normalises with the fused BatchNorm kernel and steps with the
+fused Adam kernel (the workers: two-pass synchronised moments, element-wise Adam), 198 tensors, median 3.5e-4, max
+6.2e-3 (2026-12-03: the kernel gradients before a training-mode BatchNorm are small differences of large sums, and
+any change of rounding there shows at this level). A missing 1/num_replicas (injected) gave a median of 0.78;
+other batches about 1.0.
 
 Bounded: every process is killed at a deadline, and all of them as soon as one fails (a worker waits forever for a
 dead peer). The workers' addresses are 127.0.0.1 (TensorFlow's gRPC server itself listens on all interfaces; it has
@@ -57,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3
 OVERRIDES = ["train.deterministic=true", "train.validation_steps=0", "train.log_images=false", "data.height=64",
              "data.width=64", "train.optimizer_epsilon=1e-3"]
-TOLERANCE = 1e-2  # per-tensor relative difference of the updates (module docstring); measured max 2.7e-3
+TOLERANCE = 1e-2  # per-tensor relative difference of the updates (module docstring); measured max 6.2e-3
 DEADLINE = 900  # seconds for the whole cluster (about 4 min on a loaded 2-core machine)
 
 DRIVER = '''
