@@ -289,8 +289,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     The layer is Keras' in every other respect (variables, config, inference, masks, renorm): the fused path is
     taken only in training, with no mask and no renorm, on 4-D channels-last inputs, and when the statistics are
     this replica's anyway (``synchronized=False``, or one replica in sync); a synchronised layer on several replicas
-    uses Keras' path with two-pass cross-replica moments (``_moments``: Keras' own lose precision). The moving averages are updated exactly as Keras does, with the *biased*
-    batch variance: the kernel returns the Bessel-corrected one (n / (n - 1), n = B * H * W, on CPU and GPU), so it
+    uses Keras' path with two-pass cross-replica moments (``_moments``: Keras' own lose precision). The moving
+    averages are updated exactly as Keras does, with the *biased* batch variance: the kernel returns the Bessel-corrected one (n / (n - 1), n = B * H * W, on CPU and GPU), so it
     is scaled back by (n - 1) / n.
     """
 
@@ -304,7 +304,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         several replicas normalise like one device on the global batch. Gradients flow through both all-reduces.
         """
         context = tf.distribute.get_replica_context()
-        if mask is not None or not self.synchronized or context is None or context.num_replicas_in_sync == 1:
+        if mask is not None or context is None or self._statistics_are_local():
             return super()._moments(inputs, mask)
         axes = self._reduction_axes
         count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(inputs), axes)), inputs.dtype)
@@ -320,10 +320,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             return False
         if inputs.dtype not in (tf.float32, tf.bfloat16, tf.float16):
             return False
-        if self.synchronized:
-            context = tf.distribute.get_replica_context()
-            return context is not None and context.num_replicas_in_sync == 1
-        return True
+        return self._statistics_are_local()
+
+    def _statistics_are_local(self):
+        """True when the batch statistics are this replica's: not synchronised, or one replica in sync (False in a
+        cross-replica context, where a synchronised layer takes Keras' own moments)."""
+        if not self.synchronized:
+            return True
+        context = tf.distribute.get_replica_context()
+        return context is not None and context.num_replicas_in_sync == 1
 
     def call(self, inputs, training=None, mask=None):
         inputs = tf.convert_to_tensor(inputs)
