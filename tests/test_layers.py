@@ -170,17 +170,42 @@ def test_argument_checks_name_the_argument():
     check_multiple_on_call(keras.Input((None, None, 1)), 8, "Net")  # unknown sizes cannot be checked: no error
 
 
-def test_upsample_gradient_matches_upsampling2d(rng):
-    """The hand-written backward pass (sum over each 2x2 block) equals the autodiff gradient of UpSampling2D."""
+@pytest.mark.parametrize("training", [False, True])
+def test_upsample_gradient_matches_upsampling2d(rng, training):
+    """The hand-written backward pass (sum over each 2x2 block) equals the autodiff gradient of UpSampling2D, in
+    the inference (concat + depth_to_space) and the training (broadcast) forms, eagerly and under XLA."""
     x = tf.constant(rng.normal(size=(2, 3, 5, 4)).astype(np.float32))
     w = tf.constant(rng.normal(size=(2, 6, 10, 4)).astype(np.float32))
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
-        ours = tf.reduce_sum(UpsampleNearest2x()(x) * w)
+        ours = tf.reduce_sum(UpsampleNearest2x()(x, training=training) * w)
         ref = tf.reduce_sum(keras.layers.UpSampling2D(2, interpolation="nearest")(x) * w)
     np.testing.assert_allclose(tape.gradient(ours, x).numpy(), tape.gradient(ref, x).numpy(), rtol=1e-6, atol=1e-6)
-    grad_xla = tf.function(lambda v: tf.gradients(tf.reduce_sum(UpsampleNearest2x()(v) * w), v)[0], jit_compile=True)
+    grad_xla = tf.function(
+        lambda v: tf.gradients(tf.reduce_sum(UpsampleNearest2x()(v, training=training) * w), v)[0], jit_compile=True)
     np.testing.assert_allclose(grad_xla(x).numpy(), tape.gradient(ref, x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
+def test_upsample_training_form_equals_inference_form_and_its_gradient_is_the_block_sum(rng, dtype):
+    """training=True (one broadcast) gives the inference form's values bit for bit; the gradient (4 x the 2x2
+    average pool) equals the numpy sum over each 2x2 block exactly on integer-valued upstream gradients (every
+    partial sum exact, so no summation order can differ) and in every float dtype the layer runs in."""
+    x = tf.constant(rng.normal(size=(2, 5, 3, 6)), dtype)
+    layer = UpsampleNearest2x()
+    np.testing.assert_array_equal(layer(x, training=True).numpy(), layer(x, training=False).numpy())
+    dy = rng.integers(-8, 9, size=(2, 10, 6, 6)).astype(np.float64)
+    expected = dy.reshape(2, 5, 2, 3, 2, 6).sum(axis=(2, 4))  # written independently of the layer
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+        got = tape.gradient(y, x, output_gradients=tf.constant(dy, dtype))
+        assert got.dtype == x.dtype
+        np.testing.assert_array_equal(got.numpy().astype(np.float64), expected)
+    # Injected mistake: the average pool without the factor 4 is caught by the same comparison.
+    wrong = tf.nn.avg_pool2d(tf.constant(dy, dtype), 2, 2, "VALID").numpy().astype(np.float64)
+    assert not np.array_equal(wrong, expected)
 
 
 def test_decoder_layers_run_in_one_xnnpack_partition_and_the_classic_forms_do_not(xnnpack_coverage):

@@ -219,6 +219,34 @@ def test_gradient_reaches_only_the_selected_source(rng):
     np.testing.assert_array_equal(g2.numpy(), ((r2v < r1v) & (r2v < 0.5)).astype(np.float32))
 
 
+def test_ties_send_the_gradient_to_the_first_minimum_and_count_as_identity():
+    """On an exact tie the whole gradient goes to the first map holding the minimum (PyTorch's torch.min(dim) in
+    the official code; TF's reduce_min would give each tied map half), and an identity error equal to the best
+    reprojection error selects the pixel (argmin's first minimum, identity maps first)."""
+    r1 = tf.Variable(np.full((1, 2, 3, 1), 0.4, np.float32))
+    r2 = tf.Variable(np.full((1, 2, 3, 1), 0.4, np.float32))  # ties r1 everywhere
+    ident = np.full((1, 2, 3, 1), 0.9, np.float32)
+    ident[0, 0] = 0.4  # ties both reprojection errors on the first row
+    with tf.GradientTape() as tape:
+        loss, selected = min_reprojection([r1, r2], [ident], noise_std=0.0)
+        total = tf.reduce_sum(loss)
+    g1, g2 = tape.gradient(total, [r1, r2])
+    np.testing.assert_array_equal(selected.numpy()[0, :, :, 0], [[1, 1, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(g1.numpy()[0, :, :, 0], [[0, 0, 0], [1, 1, 1]])  # row 0: the identity won
+    np.testing.assert_array_equal(g2.numpy(), 0.0)
+    # Injected mistake: reduce_min over the stacked maps splits the tied gradient instead.
+    with tf.GradientTape() as tape:
+        split = tf.reduce_sum(tf.reduce_min(tf.concat([r1, r2], -1), -1))
+    assert np.allclose(tape.gradient(split, r1).numpy(), 0.5)
+
+
+def test_min_reprojection_rejects_a_stacked_tensor_of_unknown_width():
+    spec = tf.TensorSpec([1, 2, 2, None], tf.float32)
+    fn = tf.function(lambda e: min_reprojection(e, automask=False)[0], input_signature=[spec])
+    with pytest.raises(ValueError, match="reprojection_errors.*static number"):
+        fn.get_concrete_function()
+
+
 def test_seeded_noise_is_deterministic_and_works_in_tf_function():
     rep = np.full((2, 8, 8, 1), 0.3, np.float32)  # exact ties everywhere: the result depends on the noise
     ident = rep.copy()

@@ -18,8 +18,8 @@ Monodepth2 depth network is one XNNPACK partition (``tests/test_layers.py``, ``d
 import keras
 import tensorflow as tf
 
-__all__ = ["ReflectionPad2D", "Conv3x3", "ConvBlock", "UpsampleNearest2x", "concatenate_grouped",
-           "FusedBatchNormalization", "torch_default_kernel_initializer"]
+__all__ = ["ReflectionPad2D", "Conv3x3", "ConvBlock", "UpsampleNearest2x", "nearest_2x_broadcast",
+           "concatenate_grouped", "FusedBatchNormalization", "torch_default_kernel_initializer"]
 
 XNNPACK_MAX_CONCAT_INPUTS = 5
 """The most inputs of one TFLite ``CONCATENATION`` that XNNPACK runs (measured with ai-edge-litert: 2..5 are
@@ -233,25 +233,47 @@ def concatenate_grouped(tensors, name, axis=-1, group=XNNPACK_MAX_CONCAT_INPUTS)
     return keras.layers.Concatenate(axis=axis, name=name)(tensors)
 
 
+def nearest_2x_broadcast(x):
+    """Nearest-neighbour x2 upsampling of ``x`` [B, H, W, C] as one broadcast copy (autodiff gradient).
+
+    ``out[b, 2i + di, 2j + dj, c] = x[b, i, j, c]``: the same values as the layer's concat + ``depth_to_space``,
+    1.5-2x faster outside TFLite (one write instead of two; measured on the Monodepth2 decoder's maps, AMX Xeon:
+    96x320x16 float32 3.1 vs 5.5 ms, bf16 1.7 vs 2.5 ms). Used in training and by ``tfdepth.export.fold_model``;
+    XNNPACK does not run what it lowers to (module docstring), so inference graphs keep the concat form.
+    """
+    shape = tf.shape(x)
+    blocks = tf.broadcast_to(x[:, :, None, :, None, :], [shape[0], shape[1], 2, shape[2], 2, shape[3]])
+    return tf.reshape(blocks, [shape[0], 2 * shape[1], 2 * shape[2], shape[3]])
+
+
+def _block_sum_2x2(dy):
+    """The gradient of nearest x2 upsampling: each input pixel's 2x2 output block summed, [B, 2H, 2W, C] -> [B, H, W, C].
+
+    Written as 4 x the 2x2 average pool (dividing by 4 and multiplying by 4 are exact in binary floating point, so
+    it is the block sum up to the order of its four additions). The pooling kernel (oneDNN on CPU, cuDNN on GPU,
+    float16/bfloat16/float32/float64 on both) is 4-6x faster than ``reduce_sum`` over a 6-D reshape (96x320x16
+    float32: 1.5 vs 8.8 ms; bf16 1.2 vs 6.5 ms, AMX Xeon), and it compiles under XLA.
+    """
+    return tf.nn.avg_pool2d(dy, 2, 2, "VALID") * tf.constant(4.0, dy.dtype)
+
+
 @tf.custom_gradient
 def _upsample_nearest_2x(x):
-    """Forward: 4 channel copies + ``depth_to_space(2)``. Backward: the sum over each 2x2 output block.
+    """Forward: 4 channel copies + ``depth_to_space(2)``. Backward: :func:`_block_sum_2x2`.
 
     ``depth_to_space`` with block 2 writes ``out[b, 2i + di, 2j + dj, c] = in[b, i, j, (2 * di + dj) * C + c]``;
     with the input ``[x, x, x, x]`` along channels every output pixel of the 2x2 block is ``x[b, i, j, c]``, which is
     nearest-neighbour x2 upsampling, exactly (only copies). It lowers to TFLite's CONCATENATION + DEPTH_TO_SPACE, both
     run by XNNPACK (RESIZE_NEAREST_NEIGHBOR is not). The gradient is written by hand: each input pixel is copied to
-    one 2x2 block, so its gradient is the sum of the four; this is cheaper than differentiating the concat and it
-    compiles under XLA.
+    one 2x2 block, so its gradient is the sum of the four; this is cheaper than differentiating the concat.
     """
-    y = tf.nn.depth_to_space(tf.concat([x, x, x, x], axis=-1), 2)
+    return tf.nn.depth_to_space(tf.concat([x, x, x, x], axis=-1), 2), _block_sum_2x2
 
-    def grad(dy):
-        shape = tf.shape(dy)
-        blocks = tf.reshape(dy, [shape[0], shape[1] // 2, 2, shape[2] // 2, 2, shape[3]])
-        return tf.reduce_sum(blocks, axis=[2, 4])
 
-    return y, grad
+@tf.custom_gradient
+def _upsample_nearest_2x_training(x):
+    """The training form: :func:`nearest_2x_broadcast` forward (the same values), :func:`_block_sum_2x2` backward."""
+    return nearest_2x_broadcast(x), _block_sum_2x2
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")
@@ -260,10 +282,13 @@ class UpsampleNearest2x(keras.layers.Layer):
 
     Output pixel ``(o_y, o_x)`` reads input ``(o_y // 2, o_x // 2)``, exactly ``UpSampling2D(interpolation="nearest")``
     (and ``resize(..., "nearest")`` with half-pixel centres), built from a channel concat and ``depth_to_space`` so
-    that XNNPACK runs it in TFLite (module docstring). Keeps the input dtype.
+    that XNNPACK runs it in TFLite (module docstring). In training (``training=True``; export traces with False) it
+    is one broadcast copy instead, the same values faster (:func:`nearest_2x_broadcast`). Keeps the input dtype.
     """
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
+        if training:
+            return _upsample_nearest_2x_training(inputs)
         return _upsample_nearest_2x(inputs)
 
     def compute_output_shape(self, input_shape):

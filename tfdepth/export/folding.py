@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
-from tfdepth.layers import Conv3x3, ConvBlock, UpsampleNearest2x
+from tfdepth.layers import Conv3x3, ConvBlock, UpsampleNearest2x, nearest_2x_broadcast
 
 __all__ = ["FoldedModel", "fold_model", "DTYPES"]
 
@@ -248,7 +248,7 @@ class FoldedModel(tf.Module):
         if isinstance(layer, Conv3x3):
             return self._conv3x3(layer, x)
         if isinstance(layer, UpsampleNearest2x):
-            return _upsample_nearest_2x(x)
+            return nearest_2x_broadcast(x)  # one copy, faster than the layer's XNNPACK form
         if _foldable_conv(layer):
             return self._conv(layer, x)
         if isinstance(layer, keras.layers.BatchNormalization) and _channel_last_bn(layer):
@@ -273,9 +273,3 @@ class FoldedModel(tf.Module):
         return self._conv(block.conv, block.padding.call(x))
 
 
-def _upsample_nearest_2x(x):
-    """``UpsampleNearest2x`` as one broadcast copy (the layer's concat + depth_to_space exists for XNNPACK; here the
-    broadcast is 1.5-2x faster: 2.2 vs 3.4 ms bf16, 4.0 vs 8.3 ms float32 on a 96x320x64 map). Same values."""
-    shape = tf.shape(x)
-    blocks = tf.broadcast_to(x[:, :, None, :, None, :], [shape[0], shape[1], 2, shape[2], 2, shape[3]])
-    return tf.reshape(blocks, [shape[0], 2 * shape[1], 2 * shape[2], shape[3]])
