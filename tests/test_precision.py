@@ -43,6 +43,21 @@ def test_mixed_precision_builds_low_precision_nets_and_restores_the_policy(preci
     assert wrapped == seg_wrapped == (precision == "mixed_float16")
 
 
+@pytest.mark.parametrize("precision,compute", [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
+def test_mixed_precision_activations_are_cast_only_at_the_inputs_and_heads(precision, compute):
+    """Under a mixed policy the decoders take the encoders' features in the compute dtype: the only activation
+    casts of a training forward pass are the float32 image in and the float32 heads out (a float32 decoder Input
+    would add a float32 round trip of every skip feature, forward and backward)."""
+    trainer = _trainer(precision)
+    for net, channels, heads in ((trainer.depth_net, 3, 4), (trainer.pose_net, 6, 1)):
+        fn = tf.function(lambda x, net=net: net(x, training=True), autograph=False)
+        graph = fn.get_concrete_function(tf.TensorSpec((1, 64, 64, channels), tf.float32)).graph
+        casts = [(op.inputs[0].dtype.name, op.outputs[0].dtype.name) for op in graph.get_operations()
+                 if op.type == "Cast" and op.inputs[0].shape.rank == 4 and op.inputs[0].op.type != "ReadVariableOp"]
+        assert casts.count(("float32", compute)) == 1, casts  # the image
+        assert casts.count((compute, "float32")) == heads, casts  # the sigmoid / pose heads
+
+
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_step_updates_like_float32(precision, video_batch):
     # Adam's first update is lr * g / (|g| + 1e-7): for the many small gradients of a deep net (median |g| of the

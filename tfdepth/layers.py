@@ -19,11 +19,22 @@ import keras
 import tensorflow as tf
 
 __all__ = ["ReflectionPad2D", "Conv3x3", "ConvBlock", "UpsampleNearest2x", "nearest_2x_broadcast",
-           "concatenate_grouped", "FusedBatchNormalization", "torch_default_kernel_initializer"]
+           "concatenate_grouped", "FusedBatchNormalization", "activation_input", "torch_default_kernel_initializer"]
 
 XNNPACK_MAX_CONCAT_INPUTS = 5
 """The most inputs of one TFLite ``CONCATENATION`` that XNNPACK runs (measured with ai-edge-litert: 2..5 are
 delegated, 6 or more stay on the reference kernels and split the graph into several delegate partitions)."""
+
+
+def activation_input(shape, name):
+    """``keras.Input`` for a nested model that is fed another network's activations (a decoder's features).
+
+    Its dtype is the compute dtype of the dtype policy the model is built under (float32, or bfloat16 under
+    ``mixed_bfloat16``): a Keras functional model converts its inputs to their ``Input`` dtype, so a float32
+    ``Input`` behind a bf16 encoder would cast every feature to float32 and the first layer back to bf16, forward
+    and backward (4 full passes over each skip feature per training step; measured on the Monodepth2 decoder).
+    """
+    return keras.Input(shape, name=name, dtype=keras.config.dtype_policy().compute_dtype)
 
 
 def torch_default_kernel_initializer():

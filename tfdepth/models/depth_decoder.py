@@ -29,6 +29,7 @@ from tfdepth.layers import (
     Conv3x3,
     ConvBlock,
     UpsampleNearest2x,
+    activation_input,
     check_bool,
     check_hw,
     check_int,
@@ -162,7 +163,7 @@ class DepthDecoder(keras.Model):
         disp_bias_init = _check_bias(disp_bias_init)
         bias_init = "zeros" if disp_bias_init is None else keras.initializers.Constant(disp_bias_init)
 
-        feats = {f"f{i}": keras.Input((None, None, c), name=f"f{i}") for i, c in enumerate(num_ch_enc)}
+        feats = {f"f{i}": activation_input((None, None, c), f"f{i}") for i, c in enumerate(num_ch_enc)}
         x = feats["f4"]
         outputs = {}
         for i in range(4, -1, -1):

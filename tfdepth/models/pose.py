@@ -10,7 +10,8 @@ into a 4x4 transform (with inversion for f < 0) is the trainer's job (``geometry
 import keras
 import tensorflow as tf
 
-from tfdepth.layers import check_bool, check_hw, check_int, check_multiple_on_call, torch_default_kernel_initializer
+from tfdepth.layers import (activation_input, check_bool, check_hw, check_int, check_multiple_on_call,
+                            torch_default_kernel_initializer)
 from tfdepth.models.depth_decoder import check_image_input
 from tfdepth.models.resnet import ResnetEncoder
 
@@ -65,7 +66,7 @@ class PoseDecoder(keras.Model):
             name=name,
         )
 
-        feature = keras.Input((None, None, in_ch), name="f4")
+        feature = activation_input((None, None, in_ch), "f4")
         x = keras.layers.ReLU(name="squeeze_relu")(conv(256, 1, "squeeze")(feature))
         # 3x3 stride-1 'same' = PyTorch's zero padding 1 (symmetric for stride 1).
         x = keras.layers.ReLU(name="pose_0_relu")(conv(256, 3, "pose_0")(x))
