@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfdepth.losses import edge_aware_smoothness
+from tfdepth.losses.smoothness import _forward_difference
 
 
 def smoothness_reference(disp, image):
@@ -95,3 +96,37 @@ def test_rejects_bad_inputs(rng):
         edge_aware_smoothness(disp[0], image[0])
     with pytest.raises(ValueError, match="width >= 2"):
         edge_aware_smoothness(disp[:, :, :1], image[:, :, :1])
+
+
+def test_gradient_matches_finite_differences_of_the_numpy_reference(rng):
+    """The differences as 2-tap convolutions: forward values equal the slice form bit for bit, and the gradient
+    (transposed convolutions through the mean normalisation) equals central differences of the numpy loop."""
+    disp = rng.uniform(0.05, 1.0, (2, 4, 6, 1))
+    image = rng.random((2, 4, 6, 3))
+    weights = np.array([0.7, 1.3])
+    var = tf.Variable(disp)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(edge_aware_smoothness(var, image) * weights)
+    grad = tape.gradient(loss, var).numpy()
+    numeric = np.zeros_like(disp)
+    for index in np.ndindex(disp.shape):
+        step = np.zeros_like(disp)
+        step[index] = 1e-6
+        numeric[index] = ((smoothness_reference(disp + step, image) - smoothness_reference(disp - step, image))
+                          * weights).sum() / 2e-6
+    np.testing.assert_allclose(grad, numeric, atol=1e-7)
+    d32 = disp.astype(np.float32)
+    n = d32 / (d32.mean(axis=(1, 2), keepdims=True) + np.float32(1e-7))
+    np.testing.assert_array_equal(_forward_difference(tf.constant(n), 2).numpy(), n[:, :, 1:] - n[:, :, :-1])
+    np.testing.assert_array_equal(_forward_difference(tf.constant(n), 1).numpy(), n[:, 1:] - n[:, :-1])
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_runs_in_low_precision(rng, dtype):
+    disp = tf.constant(rng.uniform(0.05, 1.0, (1, 4, 5, 1)), dtype)
+    image = tf.constant(rng.random((1, 4, 5, 3)), dtype)
+    got = edge_aware_smoothness(disp, image)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got.numpy().astype(np.float64),
+                               smoothness_reference(disp.numpy().astype(np.float64), image.numpy().astype(np.float64)),
+                               rtol=3e-2)
