@@ -13,6 +13,10 @@ caller's (DESIGN.md: losses are pure, weights are applied in one place in the tr
   numbers.
 * ``min_reprojection``: per-pixel minimum over sources (paper eq. 4) with identity auto-masking (paper sec. 3.3,
   eq. 5) and the official code's ``avg_reprojection`` / ``disable_automasking`` ablations.
+
+With a numeric ``ssim_weight``, ``photometric_error`` differentiates by a hand-derived gradient (the formulas in
+``_photometric_error_fused``; tested against finite differences of a NumPy reference): the same error, fewer
+full-size passes and less memory in the backward pass than autodiff of the same ops.
 """
 
 from typing import NamedTuple
@@ -218,11 +222,12 @@ def photometric_error(pred, target, ssim_weight=0.85):
     pred = _as_image(pred, "pred")
     target_image = _target_image(target, "target")
     _check_same_shape(pred, target_image, "pred", "target")
-    if isinstance(ssim_weight, (int, float, np.floating, np.integer)) and not 0.0 <= float(ssim_weight) <= 1.0:
+    number = isinstance(ssim_weight, (int, float, np.floating, np.integer))
+    if number and not 0.0 <= float(ssim_weight) <= 1.0:
         raise ValueError(f"`ssim_weight` must lie in [0, 1] (0.85 in Monodepth2), got {ssim_weight}.")
 
-    number = isinstance(ssim_weight, (int, float, np.floating, np.integer))
     if number and float(ssim_weight) != 0.0:
+        # The trainer's path: the same error with a hand-derived gradient (_photometric_error_fused).
         _check_ssim_size(pred, "pred")
         target = target if isinstance(target, PhotometricTarget) else photometric_target(target_image)
         return _photometric_error_fused(pred, target, float(ssim_weight))
