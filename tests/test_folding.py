@@ -1,9 +1,10 @@
 """Folded inference graphs (tfdepth/export/folding.py): the fold against numpy, parity with Keras on every family's
 network, what the graph holds, input checks, SavedModel.
 
-The fold is checked on a case computed independently (a numpy convolution and the BatchNorm formula), and two
-classic mistakes are injected to show the tests catch them: folding a conv whose output has a second reader, and
-forgetting BatchNorm's epsilon.
+The fold is checked on a case computed independently (a numpy convolution and the BatchNorm formula, numpy's
+reflection padding of a repeated-pixel upsampling), and classic mistakes are injected to show the tests catch them:
+folding a conv whose output has a second reader, forgetting BatchNorm's epsilon, repeating the edge pixel in a
+reflection, and reflecting the low-resolution map before upsampling.
 """
 
 import sys
@@ -38,17 +39,19 @@ def _numpy_conv(x, kernel, stride, padding):
     return out
 
 
-def _conv_bn_relu(stride=1, padding="same", use_bias=True):
+def _conv_bn_relu(stride=1, padding="same", use_bias=True, filters=4):
     x = keras.Input((7, 9, 3))
-    y = keras.layers.Conv2D(4, 3, strides=stride, padding=padding, use_bias=use_bias, name="conv")(x)
+    y = keras.layers.Conv2D(filters, 3, strides=stride, padding=padding, use_bias=use_bias, name="conv")(x)
     y = keras.layers.BatchNormalization(epsilon=1e-3, name="bn")(y)
     y = keras.layers.ReLU(name="relu")(y)
     return _trained_like(keras.Model(x, {"y": y}))
 
 
-@pytest.mark.parametrize("stride,padding,use_bias", [(1, "same", True), (2, "valid", False)])
-def test_fold_equals_numpy_conv_then_batchnorm(stride, padding, use_bias):
-    net = _conv_bn_relu(stride, padding, use_bias)
+@pytest.mark.parametrize("stride,padding,use_bias,filters", [(1, "same", True, 4), (2, "valid", False, 4),
+                                                             (1, "valid", True, 1), (1, "same", False, 1)])
+def test_fold_equals_numpy_conv_then_batchnorm(stride, padding, use_bias, filters):
+    """filters=1 takes the one-channel head form in float32 (depthwise taps + channel sum, module item 5)."""
+    net = _conv_bn_relu(stride, padding, use_bias, filters)
     x = np.random.default_rng(1).uniform(0, 1, (2, 7, 9, 3)).astype(np.float32)
     conv, bn = net.get_layer("conv"), net.get_layer("bn")
     z = _numpy_conv(x.astype(np.float64), conv.kernel.numpy().astype(np.float64), stride, padding)
@@ -75,6 +78,52 @@ def test_forgetting_epsilon_is_caught(monkeypatch):
     monkeypatch.setattr(folding, "_bn_affine", no_epsilon)
     wrong = fold_model(net, "float32")(x)["y"].numpy()
     assert np.abs(wrong - reference).max() > 1e-2
+
+
+def _numpy_reflection(x, pad, upsampled):
+    """numpy's reflection padding (edge not repeated) of ``x``, or of its nearest x2 upsampling (pixel repeated)."""
+    if upsampled:
+        x = x.repeat(2, axis=1).repeat(2, axis=2)
+    return np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)], mode="reflect")
+
+
+def _reflection_errors(shape, pad, upsampled):
+    """Max |reflection_gather - numpy| for static shapes, a dynamic-shape trace and bf16 (a copy: exact)."""
+    x = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    want = _numpy_reflection(x, pad, upsampled)
+    static = folding.reflection_gather(tf.constant(x), pad, upsampled)
+    dynamic = tf.function(lambda t: folding.reflection_gather(t, pad, upsampled),
+                          input_signature=[tf.TensorSpec([None, None, None, shape[-1]])])(tf.constant(x))
+    bf16 = folding.reflection_gather(tf.constant(x, tf.bfloat16), pad, upsampled)
+    assert static.shape == want.shape and dynamic.shape == want.shape
+    return [float(np.abs(np.asarray(tf.cast(y, tf.float32)) - e).max()) for y, e in
+            ((static, want), (dynamic, want), (bf16, np.asarray(tf.cast(tf.cast(want, tf.bfloat16), tf.float32))))]
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 7, 3), (2, 4, 6, 2), (1, 3, 3, 1)])
+@pytest.mark.parametrize("pad", [1, 2])
+@pytest.mark.parametrize("upsampled", [False, True])
+def test_reflection_gather_equals_numpy_pad(shape, pad, upsampled):
+    assert _reflection_errors(shape, pad, upsampled) == [0.0, 0.0, 0.0]
+
+
+def test_reflection_gather_catches_border_mistakes(monkeypatch):
+    def edge_repeated(size, pad, upsampled):  # 'SYMMETRIC': 0, 0, 1, ..., n-1, n-1
+        n = 2 * size if upsampled else size
+        i = tf.range(-pad, n + pad)
+        row = tf.where(i < 0, -i - 1, tf.where(i >= n, 2 * n - 1 - i, i))
+        return row // 2 if upsampled else row
+
+    def reflected_before_upsampling(size, pad, upsampled):  # reflect(i // 2) in the small map: row -1 reads row 1
+        i = tf.range(-pad, (2 * size if upsampled else size) + pad)
+        i = i // 2 if upsampled else i
+        return (size - 1) - tf.abs((size - 1) - tf.abs(i))
+
+    monkeypatch.setattr(folding, "_reflected_index", edge_repeated)
+    assert min(_reflection_errors((1, 5, 7, 3), 1, False)) > 0.1
+    monkeypatch.setattr(folding, "_reflected_index", reflected_before_upsampling)
+    assert _reflection_errors((1, 5, 7, 3), 1, False) == [0.0, 0.0, 0.0]  # the same where nothing is upsampled
+    assert min(_reflection_errors((1, 5, 7, 3), 1, True)) > 0.1
 
 
 def _two_readers():
@@ -180,6 +229,27 @@ def test_graph_holds_constants_only_and_no_batchnorm(networks):
     assert len(casts) == 1 + 4 and all(op.inputs[0].op.type != "Const" for op in casts), [op.name for op in casts]
     kernels = [op for op in concrete.graph.get_operations() if op.type == "Conv2D"]
     assert all(op.inputs[1].dtype == tf.bfloat16 and op.inputs[1].op.type == "Const" for op in kernels)
+
+
+def test_decoder_convs_read_gathers_of_the_unpadded_maps(networks):
+    """Module item 4: each reflection conv of the depth decoder reads a gather (or a channel concat of gathers) of
+    maps that were never upsampled or concatenated in memory, and a map read by a head and the next block is padded
+    once."""
+    net, x = networks["depth"]
+    graph = fold_model(net, "bfloat16").signature(tf.TensorSpec(x.shape, tf.float32)).graph
+    decoder_convs = [op for op in graph.get_operations() if op.type == "Conv2D" and op.name.startswith("decoder/")]
+    assert len(decoder_convs) == 10 + 4
+
+    def sources(tensor):
+        op = tensor.op
+        if op.type in ("Reshape", "ConcatV2"):
+            return [s for t in op.inputs if t.dtype != tf.int32 for s in sources(t)]
+        return [op.type]
+
+    assert all(set(sources(op.inputs[0])) == {"GatherV2"} for op in decoder_convs)
+    # Distinct padded maps: the 5 upconv_i_0 inputs (heads 1-3 read three of them), upconv_i_1's upsampled half (5)
+    # and skip (4), and head 0's input: 15 gathers; padding per conv, without sharing, would make 18.
+    assert sum(op.type == "GatherV2" for op in graph.get_operations()) == 5 + 5 + 4 + 1
 
 
 def test_input_is_checked_like_the_keras_network(networks):

@@ -17,6 +17,19 @@ three changes that matter for CPU inference with oneDNN (measured in docs/speed.
    structure. Sigmoids (the disparity heads) run in float32 on the bf16 logits, as under Keras' ``mixed_bfloat16``:
    a bf16 sigmoid output near 0.5 is quantised to steps of 0.002-0.004, which tripled the error on the depth net.
    The accuracy change is measured by ``benchmarks/precision_selfsup.py`` and bounded by the tests.
+4. **Reflection padding as one gather** (tfdepth's reflection-padded ``Conv3x3``, in ``ConvBlock`` or alone): the
+   padded map is gathered from the flattened source map with a constant index (:func:`reflection_gather`), one
+   write where the slices + concat form writes once per axis. It reaches through the decoder's upsampling and skip
+   concat: ``pad(up(u))`` is gathered from ``u`` itself (padded row ``i`` of the upsampled map is ``u``'s row
+   ``reflect(i) // 2``, reflecting in the upsampled map), and ``pad(concat(a, b)) = concat(pad(a), pad(b))``, so
+   the upsampled map and the unpadded concat are never written. A map read by two reflection convs (a disparity
+   head and the next decoder block) is padded once. Values are copies: bit-identical to the Keras layers.
+   Measured on the Monodepth2 depth net (AMX Xeon, 192x640, bf16): 22.6 -> 19.8 ms (docs/speed.md).
+5. **One-channel float32 heads as a depthwise convolution + channel sum**: oneDNN blocks a float32 convolution's
+   output channels by 16, so a ``C -> 1`` 3x3 head (the disparity heads) costs a 16-channel convolution;
+   ``sum_c depthwise(x, K)[..., c]`` is the same sum of products (in another order: float32 rounding) at 1/16 of
+   the work (the depth net's four heads 5.8 -> 3.9 ms of kernel time in float32). In bf16 the AMX convolution is
+   faster than both, so bf16 graphs keep the convolution.
 
 How: the Keras functional graph (and every nested functional model, e.g. the encoder inside ``DepthNet``) is walked
 node by node in topological order and each layer is emitted as TensorFlow ops by a rule (convolutions, BN, ReLU,
@@ -30,6 +43,8 @@ input's shape), so a wrong size fails with the network's message, not deep insid
 """
 
 from __future__ import annotations
+
+import re
 
 import keras
 import numpy as np
@@ -187,24 +202,51 @@ class FoldedModel(tf.Module):
             inputs = {key: inputs[key] for key in struct}
         values = {id(k): v for k, v in zip(model.inputs, tree.flatten(inputs), strict=True)}
         folded_bn = set()  # ids of BN nodes whose input already is the folded conv's output
+        padded = {}  # (id of a Keras tensor, pad) -> its reflection-padded value (shared by the convs reading it)
         for depth in sorted(model._nodes_by_depth, reverse=True):  # noqa: SLF001
             for node in model._nodes_by_depth[depth]:  # noqa: SLF001
                 if not node.operation or node.is_input:
                     continue
-                args, kwargs = node.arguments.fill_in(values)
-                layer = node.operation
-                if id(node) in folded_bn:
-                    outputs = args[0]
-                else:
-                    bn_node = consumers.sole_bn_reader(node) if _foldable_conv(layer) else None
-                    if bn_node is not None:
-                        folded_bn.add(id(bn_node))
-                        outputs = self._conv(layer, args[0], bn_node.operation)
-                    else:
-                        outputs = self._layer(layer, args, kwargs)
+                with tf.name_scope(_scope_name(node.operation.name)):  # the layer's name on its ops (profiles)
+                    outputs = self._node(node, values, consumers, folded_bn, padded)
                 for ref, value in zip(node.outputs, tree.flatten(outputs)):
                     values[id(ref)] = value
         return tree.pack_sequence_as(model._outputs_struct, [values[id(t)] for t in tree.flatten(model.outputs)])  # noqa: SLF001
+
+    def _node(self, node, values, consumers, folded_bn, padded):
+        """The ops of one node of a functional graph (its input values in ``values``)."""
+        args, kwargs = node.arguments.fill_in(values)
+        layer = node.operation
+        if id(node) in folded_bn:
+            return args[0]
+        block = layer.conv if isinstance(layer, ConvBlock) else layer
+        if isinstance(block, Conv3x3) and block.use_reflection:
+            y = self._conv(block.conv, self._reflected(node.input_tensors[0], values, padded, block.padding.pad))
+            return tf.nn.elu(y) if block is not layer else y
+        bn_node = consumers.sole_bn_reader(node) if _foldable_conv(layer) else None
+        if bn_node is not None:
+            folded_bn.add(id(bn_node))
+            return self._conv(layer, args[0], bn_node.operation)
+        return self._layer(layer, args, kwargs)
+
+    def _reflected(self, tensor, values, padded, pad):
+        """The reflection-padded input of a ``Conv3x3`` that reads Keras tensor ``tensor``, as gathers of the maps it
+        is made from: ``pad(up(u))`` gathers from ``u`` itself and ``pad(concat(a, b))`` is ``concat(pad(a), pad(b))``
+        (module docstring, item 4). Memoised in ``padded`` (a decoder feature feeds a head and the next block)."""
+        key = (id(tensor), pad)
+        if key not in padded:
+            history = getattr(tensor, "_keras_history", None)
+            producer = history.operation if history is not None else None
+            node = producer._inbound_nodes[history.node_index] if producer is not None else None  # noqa: SLF001
+            sources = [] if node is None else node.input_tensors
+            if isinstance(producer, UpsampleNearest2x) and id(sources[0]) in values:
+                padded[key] = reflection_gather(tf.cast(values[id(sources[0])], self.dtype), pad, upsampled=True)
+            elif type(producer) is keras.layers.Concatenate and producer.axis in (-1, 3) \
+                    and all(id(t) in values for t in sources):
+                padded[key] = tf.concat([self._reflected(t, values, padded, pad) for t in sources], axis=-1)
+            else:
+                padded[key] = reflection_gather(tf.cast(values[id(tensor)], self.dtype), pad)
+        return padded[key]
 
     def _const(self, array):
         """A graph constant in the graph's dtype, rounded once from float64 (no Cast op in the graph)."""
@@ -218,8 +260,15 @@ class FoldedModel(tf.Module):
             scale, shift = _bn_affine(bn)
             kernel = kernel * scale
             bias = (np.zeros_like(scale) if bias is None else bias) * scale + shift
-        y = tf.nn.conv2d(tf.cast(x, self.dtype), self._const(kernel), strides=list(layer.strides),
-                         padding=layer.padding.upper(), dilations=list(layer.dilation_rate))
+        x = tf.cast(x, self.dtype)
+        if kernel.shape[-1] == 1 and self.dtype == tf.float32 and layer.groups == 1 and tuple(layer.strides) == (1, 1):
+            # A one-channel head (module docstring, item 5): depthwise taps + a channel sum.
+            y = tf.reduce_sum(tf.nn.depthwise_conv2d(x, self._const(kernel), [1, 1, 1, 1],
+                                                     layer.padding.upper(), dilations=list(layer.dilation_rate)),
+                              axis=-1, keepdims=True)
+        else:
+            y = tf.nn.conv2d(x, self._const(kernel), strides=list(layer.strides),
+                             padding=layer.padding.upper(), dilations=list(layer.dilation_rate))
         if bias is not None:
             y = tf.nn.bias_add(y, self._const(bias))
         return self._activation(layer.activation, y)
@@ -268,8 +317,43 @@ class FoldedModel(tf.Module):
         return layer(*_cast_all(args, layer.compute_dtype), **{**kwargs, "training": False})
 
     def _conv3x3(self, block: Conv3x3, x):
-        # The layer's own padding (reflection: slices + concat, which oneDNN builds run faster than MirrorPad in
-        # bf16: 1.5 vs 2.2 ms on a 96x320x64 map; zeros: a Pad that fuses into the conv).
+        # A zero-padded Conv3x3 (reflection ones are emitted by _graph with their gathers): a Pad that fuses into
+        # the conv.
         return self._conv(block.conv, block.padding.call(x))
+
+
+def _reflected_index(size, pad: int, upsampled: bool):
+    """Source row (or column) of each of the ``n + 2 * pad`` rows of a reflection-padded map of ``n`` rows, where
+    ``n = size`` or, ``upsampled``, the ``2 * size`` rows of the nearest x2 upsampling of a ``size``-row map.
+
+    Reflection without repeating the edge (``tf.pad(mode="REFLECT")``): padded row ``i`` in ``[-pad, n + pad)``
+    reads row ``(n - 1) - |(n - 1) - |i||`` (``1, 0, 1, ..., n - 2, n - 1, n - 2`` for ``pad = 1``), which needs
+    ``pad < n``; the upsampled map's row ``r`` is the source's row ``r // 2``.
+    """
+    n = 2 * size if upsampled else size
+    i = tf.range(-pad, n + pad)
+    row = (n - 1) - tf.abs((n - 1) - tf.abs(i))
+    return row // 2 if upsampled else row
+
+
+def reflection_gather(x, pad: int = 1, upsampled: bool = False):
+    """``ReflectionPad2D(pad)(x)``, or with ``upsampled`` ``ReflectionPad2D(pad)(UpsampleNearest2x()(x))``, as one
+    gather from ``x`` [B, H, W, C] (flattened to [B, H * W, C]): a single write of the padded map, where the slices +
+    concat form writes it once per axis and the upsampling once more (module docstring, item 4)."""
+    shape = tf.shape(x)
+    height, width = shape[1], shape[2]
+    rows = _reflected_index(height, pad, upsampled)
+    cols = _reflected_index(width, pad, upsampled)
+    flat = tf.reshape(rows[:, None] * width + cols[None, :], [-1])
+    y = tf.gather(tf.reshape(x, [shape[0], height * width, shape[3]]), flat, axis=1)
+    y = tf.reshape(y, [shape[0], tf.size(rows), tf.size(cols), shape[3]])
+    scale = 2 if upsampled else 1
+    y.set_shape([x.shape[0], *(None if n is None else scale * n + 2 * pad for n in x.shape[1:3]), x.shape[3]])
+    return y
+
+
+def _scope_name(name: str) -> str:
+    """A Keras layer name as a valid TensorFlow name scope (letters, digits, ``_.-``; not starting with ``_-``)."""
+    return re.sub(r"^[_-]+|[^A-Za-z0-9_.-]", "", name) or "layer"
 
 
