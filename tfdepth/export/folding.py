@@ -23,8 +23,10 @@ three changes that matter for CPU inference with oneDNN (measured in docs/speed.
    concat: ``pad(up(u))`` is gathered from ``u`` itself (padded row ``i`` of the upsampled map is ``u``'s row
    ``reflect(i) // 2``, reflecting in the upsampled map), and ``pad(concat(a, b)) = concat(pad(a), pad(b))``, so
    the upsampled map and the unpadded concat are never written. A map read by two reflection convs (a disparity
-   head and the next decoder block) is padded once. Values are copies: bit-identical to the Keras layers.
-   Measured on the Monodepth2 depth net (AMX Xeon, 192x640, bf16): 22.6 -> 19.8 ms (docs/speed.md).
+   head and the next decoder block) is padded once. The padded map is an exact copy of the Keras layers' (bf16
+   too); the convolution reading it may round differently in bf16 (oneDNN blocks a gather's output otherwise:
+   disparities within one bf16 step of the slices + concat form). Measured on the Monodepth2 depth net (AMX
+   Xeon, 192x640, bf16): 16.3-17.0 -> 14.1-14.4 ms (docs/speed.md, "Decoder pads as gathers").
 5. **One-channel float32 heads as a depthwise convolution + channel sum**: oneDNN blocks a float32 convolution's
    output channels by 16, so a ``C -> 1`` 3x3 head (the disparity heads) costs a 16-channel convolution;
    ``sum_c depthwise(x, K)[..., c]`` is the same sum of products (in another order: float32 rounding) at 1/16 of
